@@ -1,0 +1,115 @@
+//! Atomic state files: write `NAME.new`, fsync it, rename it over `NAME`, fsync the directory.
+//!
+//! A reader sees either the old content or the new, never a torn file; after a crash the
+//! directory holds the old or the new file and possibly a stale `NAME.new`, which the next
+//! write truncates. The non-atomic exception, named as such: two writers of the same name in
+//! one directory race on `NAME.new`; callers serialize writes to one name.
+
+use std::ffi::{OsStr, OsString};
+
+use rustix::fs::{self, OFlags};
+
+use crate::dir::{Dir, Resolve, check_component};
+use crate::error::{Context, Result};
+
+/// Writes `data` to `dir/name` atomically with permission bits `mode`.
+pub fn write_atomic(dir: &Dir, name: impl AsRef<OsStr>, data: &[u8], mode: u32) -> Result<()> {
+    let name = name.as_ref();
+    let target = dir.path().join(name);
+    check_component(name).ctx("write", target.display())?;
+    let mut tmp = OsString::from(name);
+    tmp.push(".new");
+    let tmp_path = dir.path().join(&tmp);
+    let fd = dir.open_at(
+        &tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW,
+        mode,
+        Resolve::STRICT,
+    )?;
+    // The umask may have narrowed the mode; set it exactly.
+    fs::fchmod(&fd, fs::Mode::from_raw_mode(mode)).ctx("change mode of", tmp_path.display())?;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = rustix::io::write(&fd, rest).ctx("write", tmp_path.display())?;
+        rest = &rest[n..];
+    }
+    fs::fsync(&fd).ctx("fsync", tmp_path.display())?;
+    drop(fd);
+    dir.rename(&tmp, name)?;
+    fs::fsync(dir.fd()).ctx("fsync", dir.path().display())
+}
+
+/// Reads `dir/name` (not following a symlink); `None` when it does not exist. `limit` bounds
+/// what is read: a larger file is an error (`EFBIG`), not a truncated read.
+pub fn read_file(dir: &Dir, name: impl AsRef<OsStr>, limit: usize) -> Result<Option<Vec<u8>>> {
+    let name = name.as_ref();
+    let path = dir.path().join(name);
+    check_component(name).ctx("read", path.display())?;
+    let fd = match dir.open_at(name, OFlags::RDONLY | OFlags::NOFOLLOW, 0, Resolve::STRICT) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = rustix::io::read(&fd, &mut buf).ctx("read", path.display())?;
+        if n == 0 {
+            break;
+        }
+        if out.len() + n > limit {
+            return Err(crate::Error::errno(
+                "read (larger than its limit)",
+                path.display(),
+                rustix::io::Errno::FBIG,
+            ));
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    #[test]
+    fn writes_replaces_and_sets_exact_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        write_atomic(&d, "state", b"one", 0o640).unwrap();
+        write_atomic(&d, "state", b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read(t.path().join("state")).unwrap(), b"two");
+        let m = std::fs::metadata(t.path().join("state"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(m & 0o7777, 0o600);
+        assert!(!t.path().join("state.new").exists());
+        assert_eq!(read_file(&d, "state", 16).unwrap().unwrap(), b"two");
+        assert!(read_file(&d, "missing", 16).unwrap().is_none());
+        let e = read_file(&d, "state", 2).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EFBIG));
+    }
+
+    #[test]
+    fn planted_symlink_at_new_name_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        symlink(&victim, t.path().join("state.new")).unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        let e = write_atomic(&d, "state", b"evil", 0o600).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        assert!(e.to_string().contains("state.new"), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        // And a symlink at the final name is replaced, not followed.
+        std::fs::remove_file(t.path().join("state.new")).unwrap();
+        symlink(&victim, t.path().join("state")).unwrap();
+        write_atomic(&d, "state", b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(std::fs::read(t.path().join("state")).unwrap(), b"new");
+    }
+}

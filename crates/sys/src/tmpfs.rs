@@ -1,0 +1,222 @@
+//! tmpfs mounts through the fd-based mount API, usage through statvfs, lazy unmount.
+//!
+//! A tmpfs is created with `fsopen("tmpfs")`, configured with `fsconfig`, instantiated with
+//! `fsmount` (which also applies `nodev,nosuid,noexec`) and attached with `move_mount` onto an
+//! `O_PATH` fd of the target directory: no path is resolved at the moment of mounting, so a
+//! target swapped for a symlink between check and mount cannot redirect the mount. Needs
+//! Linux >= 5.2 and `CAP_SYS_ADMIN`.
+
+use std::path::Path;
+
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags, fsconfig_create,
+    fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+};
+
+use crate::dir::{Dir, Resolve};
+use crate::error::{Context, Error, Result};
+
+/// Options of a tmpfs mount. `None` leaves the kernel default (for `size` and `nr_inodes`
+/// that is half of RAM: always set them for anything a user can write to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsOptions {
+    pub size: Option<u64>,
+    pub nr_inodes: Option<u64>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// `noswap` (Linux >= 6.4): pages are never written to swap.
+    pub noswap: bool,
+    /// `huge=never|always|within_size|advise`.
+    pub huge: Option<String>,
+    /// `mpol=default|prefer:N|bind:NL|interleave[:NL]|local`.
+    pub mpol: Option<String>,
+    pub nodev: bool,
+    pub nosuid: bool,
+    pub noexec: bool,
+}
+
+impl Default for TmpfsOptions {
+    fn default() -> Self {
+        Self {
+            size: None,
+            nr_inodes: None,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            noswap: false,
+            huge: None,
+            mpol: None,
+            nodev: true,
+            nosuid: true,
+            noexec: false,
+        }
+    }
+}
+
+impl TmpfsOptions {
+    /// The `(key, value)` pairs given to `fsconfig`, in order; a `None` value is a flag.
+    /// The same text as mount(8)'s `-o` (joined with `,`), so it can be logged and compared.
+    pub fn params(&self) -> Vec<(&'static str, Option<String>)> {
+        let mut p = vec![
+            ("mode", Some(format!("{:04o}", self.mode & 0o7777))),
+            ("uid", Some(self.uid.to_string())),
+            ("gid", Some(self.gid.to_string())),
+        ];
+        if let Some(s) = self.size {
+            p.push(("size", Some(s.to_string())));
+        }
+        if let Some(n) = self.nr_inodes {
+            p.push(("nr_inodes", Some(n.to_string())));
+        }
+        if let Some(h) = &self.huge {
+            p.push(("huge", Some(h.clone())));
+        }
+        if let Some(m) = &self.mpol {
+            p.push(("mpol", Some(m.clone())));
+        }
+        if self.noswap {
+            p.push(("noswap", None));
+        }
+        p
+    }
+
+    /// The options as one `-o` string: `mode=0700,uid=1000,gid=1000,size=...,noswap`.
+    pub fn data(&self) -> String {
+        self.params()
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => k.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn attrs(&self) -> MountAttrFlags {
+        let mut a = MountAttrFlags::empty();
+        if self.nodev {
+            a |= MountAttrFlags::MOUNT_ATTR_NODEV;
+        }
+        if self.nosuid {
+            a |= MountAttrFlags::MOUNT_ATTR_NOSUID;
+        }
+        if self.noexec {
+            a |= MountAttrFlags::MOUNT_ATTR_NOEXEC;
+        }
+        a
+    }
+}
+
+/// Mounts a tmpfs with `opts` on the directory behind `target` (an `O_PATH` or directory
+/// fd). `what` names the target in errors. An unknown option (e.g. `noswap` before Linux 6.4)
+/// fails with `EINVAL` and an error naming the option.
+pub fn mount_tmpfs(target: BorrowedFd<'_>, what: &Path, opts: &TmpfsOptions) -> Result<()> {
+    let fs =
+        fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).ctx("create a tmpfs for", what.display())?;
+    for (k, v) in opts.params() {
+        let r = match &v {
+            Some(v) => fsconfig_set_string(&fs, k, v.as_str()),
+            None => fsconfig_set_flag(&fs, k),
+        };
+        r.map_err(|e| {
+            Error::errno(
+                "set tmpfs option",
+                format_args!("{k} for {}", what.display()),
+                e,
+            )
+        })?;
+    }
+    fsconfig_create(&fs).ctx("create tmpfs superblock for", what.display())?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, opts.attrs())
+        .ctx("mount tmpfs on", what.display())?;
+    move_mount(
+        &mnt,
+        c"",
+        target,
+        c"",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .ctx("mount tmpfs on", what.display())
+}
+
+/// Mounts a tmpfs on `parent/name`, which must be a directory reached without symlinks.
+pub fn mount_tmpfs_on(parent: &Dir, name: &str, opts: &TmpfsOptions) -> Result<()> {
+    let what = parent.path().join(name);
+    let target = parent.open_dir(name, Resolve::STRICT)?;
+    mount_tmpfs(target.fd(), &what, opts)
+}
+
+/// Whether the running kernel's tmpfs accepts `noswap` (asks `fsconfig`, mounts nothing).
+pub fn kernel_has_noswap() -> Result<bool> {
+    let fs =
+        fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).ctx("create a tmpfs for", "a noswap probe")?;
+    match fsconfig_set_flag(&fs, "noswap") {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::INVAL) => Ok(false),
+        Err(e) => Err(Error::errno("probe tmpfs option", "noswap", e)),
+    }
+}
+
+/// Space and inode use of the filesystem behind `fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub bytes_total: u64,
+    pub bytes_used: u64,
+    pub inodes_total: u64,
+    pub inodes_used: u64,
+}
+
+/// `fstatvfs(fd)` as byte and inode counts.
+pub fn usage(fd: impl AsFd, what: &Path) -> Result<Usage> {
+    let s = rustix::fs::fstatvfs(fd).ctx("read usage of", what.display())?;
+    Ok(Usage {
+        bytes_total: s.f_blocks * s.f_frsize,
+        bytes_used: s.f_blocks.saturating_sub(s.f_bfree) * s.f_frsize,
+        inodes_total: s.f_files,
+        inodes_used: s.f_files.saturating_sub(s.f_ffree),
+    })
+}
+
+/// Lazily unmounts (`MNT_DETACH`) the mount whose root is `parent/name`, which also drops any
+/// mounts below it (FUSE mounts a user made inside). The target is pinned with an `O_PATH`
+/// fd and checked to be a mount root before the unmount goes through that fd's magic link, so
+/// a path swapped meanwhile cannot make it unmount something else. `Ok(false)` when
+/// `parent/name` is not a mount point.
+pub fn unmount_lazy(parent: &Dir, name: &str) -> Result<bool> {
+    let what = parent.path().join(name);
+    let pinned = parent.open_path(name, Resolve::STRICT)?;
+    let mine = crate::dir::mount_id(pinned.as_fd(), &what)?;
+    if mine == parent.mount_id()? {
+        return Ok(false);
+    }
+    let magic = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&pinned));
+    rustix::mount::unmount(magic.as_str(), UnmountFlags::DETACH).ctx("unmount", what.display())?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_string_lists_options_in_mount8_form() {
+        let o = TmpfsOptions {
+            size: Some(1 << 20),
+            nr_inodes: Some(64),
+            mode: 0o700,
+            uid: 1000,
+            gid: 100,
+            noswap: true,
+            huge: Some("within_size".into()),
+            mpol: None,
+            ..Default::default()
+        };
+        assert_eq!(
+            o.data(),
+            "mode=0700,uid=1000,gid=100,size=1048576,nr_inodes=64,huge=within_size,noswap"
+        );
+        assert_eq!(TmpfsOptions::default().data(), "mode=0755,uid=0,gid=0");
+    }
+}

@@ -1,0 +1,152 @@
+//! Real-kernel tests of the tmpfs, removal and unmount primitives, as root, each inside its
+//! own private mount namespace (runplane-testkit); skipped with a message when not root.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::Path;
+
+use runplane_sys::dir::{Dir, Resolve};
+use runplane_sys::tmpfs::{TmpfsOptions, kernel_has_noswap, mount_tmpfs_on, unmount_lazy, usage};
+use runplane_sys::{mountinfo, remove};
+use runplane_testkit::{Setup, require_root, run_private};
+
+fn opts() -> TmpfsOptions {
+    TmpfsOptions {
+        size: Some(1 << 20),
+        nr_inodes: Some(64),
+        mode: 0o700,
+        uid: 1000,
+        gid: 1001,
+        noswap: kernel_has_noswap().unwrap(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn priv_tmpfs_options_owner_mode_and_limits_are_real() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let parent = Dir::open(&p.scratch).unwrap();
+        parent.mkdir("u", 0o755).unwrap();
+        let o = opts();
+        mount_tmpfs_on(&parent, "u", &o).unwrap();
+        let u = parent.open_dir("u", Resolve::STRICT).unwrap();
+        let mi = mountinfo::find(u.mount_id().unwrap())
+            .unwrap()
+            .expect("mount in mountinfo");
+        assert_eq!(mi.fstype, "tmpfs");
+        assert_eq!(mi.option("size"), Some("1024k"), "{mi:?}");
+        assert_eq!(mi.option("nr_inodes"), Some("64"));
+        assert_eq!(mi.option("mode"), Some("700"));
+        assert_eq!(mi.option("uid"), Some("1000"));
+        assert_eq!(mi.option("gid"), Some("1001"));
+        assert!(mi.has_option("nodev") && mi.has_option("nosuid"), "{mi:?}");
+        assert_eq!(mi.has_option("noswap"), o.noswap, "{mi:?}");
+        let md = std::fs::metadata(p.scratch.join("u")).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o7777),
+            (1000, 1001, 0o700)
+        );
+
+        let us = usage(u.fd(), u.path()).unwrap();
+        assert_eq!(us.bytes_total, 1 << 20);
+        assert_eq!(us.inodes_total, 64);
+
+        // The size limit: writing 2 MiB stops with ENOSPC around 1 MiB.
+        let mut f = std::fs::File::create(p.scratch.join("u/big")).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        let mut written = 0usize;
+        let err = loop {
+            match f.write_all(&chunk) {
+                Ok(()) => written += chunk.len(),
+                Err(e) => break e,
+            }
+            assert!(written <= 2 << 20, "size limit not enforced");
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert!(written >= (1 << 20) - (64 << 10), "{written}");
+        drop(f);
+        std::fs::remove_file(p.scratch.join("u/big")).unwrap();
+
+        // The inode limit: the root dir takes one inode; 63 more files fit, the 64th fails.
+        let mut n = 0;
+        let err = loop {
+            match std::fs::File::create(p.scratch.join(format!("u/f{n}"))) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+            assert!(n <= 64, "inode limit not enforced");
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(n, 63);
+        assert_eq!(usage(u.fd(), u.path()).unwrap().inodes_used, 64);
+    });
+}
+
+#[test]
+fn priv_mount_target_that_is_a_symlink_is_refused() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let elsewhere = p.scratch.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        symlink(&elsewhere, p.scratch.join("u")).unwrap();
+        let parent = Dir::open(&p.scratch).unwrap();
+        let e = mount_tmpfs_on(&parent, "u", &opts()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        assert!(e.to_string().contains("/run/.testkit/u"), "{e}");
+        let el = Dir::open(&elsewhere).unwrap();
+        assert_eq!(
+            el.mount_id().unwrap(),
+            parent.mount_id().unwrap(),
+            "mounted through the symlink"
+        );
+    });
+}
+
+#[test]
+fn priv_removal_never_crosses_mounts_and_unmount_drops_nested() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        // Something outside the tree that a bind mount exposes inside it.
+        let precious = p.scratch.join("precious");
+        std::fs::create_dir(&precious).unwrap();
+        std::fs::write(precious.join("data"), b"keep").unwrap();
+
+        let parent = Dir::open(&p.scratch).unwrap();
+        parent.mkdir("u", 0o755).unwrap();
+        mount_tmpfs_on(&parent, "u", &opts()).unwrap();
+        let u = p.scratch.join("u");
+        std::fs::create_dir_all(u.join("a/bind")).unwrap();
+        std::fs::create_dir_all(u.join("b/c")).unwrap();
+        std::fs::write(u.join("b/c/f"), b"x").unwrap();
+        runplane_testkit::bind(&precious, &u.join("a/bind"));
+        symlink(&precious, u.join("b/link")).unwrap();
+
+        let ud = parent.open_dir("u", Resolve::STRICT).unwrap();
+        let r = remove::empty_dir(&ud).unwrap();
+        assert_eq!(r.mounts_skipped, vec![u.join("a/bind")]);
+        assert!(u.join("a/bind").exists() && !u.join("b").exists());
+        assert_eq!(std::fs::read(precious.join("data")).unwrap(), b"keep");
+
+        // remove_tree on a mount point leaves it alone and says so.
+        let r = remove::remove_tree(&parent, "u").unwrap();
+        assert_eq!(r.mounts_skipped, vec![u.clone()]);
+
+        // The lazy unmount drops the tmpfs and the bind mount inside it.
+        drop(ud);
+        assert!(unmount_lazy(&parent, "u").unwrap());
+        assert!(
+            !unmount_lazy(&parent, "u").unwrap(),
+            "second unmount found a mount"
+        );
+        let mounts = mountinfo::read().unwrap();
+        assert!(
+            !mounts.iter().any(|m| m.mount_point.starts_with(&u)),
+            "{mounts:#?}"
+        );
+        remove::remove_tree(&parent, "u").unwrap();
+        assert!(!u.exists());
+        assert_eq!(std::fs::read(precious.join("data")).unwrap(), b"keep");
+        assert!(Path::new(&precious).exists());
+    });
+}
