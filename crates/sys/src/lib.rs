@@ -18,6 +18,7 @@
 //! | [`scm`] | `SCM_RIGHTS` and `SCM_CREDENTIALS` send/receive, `SO_PEERCRED` |
 //! | [`pidfd`] | pidfds and process start times (pid-reuse-safe process identity) |
 //! | [`spawn`] | process spawn without forking the caller (`clone(CLONE_VM|CLONE_VFORK)`) |
+//! | [`inherited`] | taking ownership of fds inherited by number (`--ready-fd N`) |
 //! | [`lock`] | `flock` lock files with holder pids |
 //! | [`asyncfd`] | safe registration of owned fds with tokio (feature `tokio`) |
 
@@ -26,6 +27,7 @@
 pub mod atomic;
 pub mod dir;
 mod error;
+pub mod inherited;
 pub mod lock;
 pub mod mountinfo;
 pub mod pidfd;

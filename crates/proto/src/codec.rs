@@ -1,0 +1,325 @@
+//! Encoding and decoding of version-1 messages (see the crate docs for the format).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Code, ErrorReply, Request, Response};
+
+/// Largest message in either direction, in bytes.
+pub const MAX_MESSAGE: usize = 65536;
+/// The protocol version spoken here.
+pub const VERSION: u32 = 1;
+
+#[derive(Deserialize)]
+struct RawRequest {
+    v: Option<u32>,
+    id: Option<u64>,
+    op: Option<String>,
+    #[serde(default)]
+    args: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct OutRequest<'a> {
+    v: u32,
+    id: u64,
+    op: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<Value>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawResponse {
+    v: u32,
+    id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ok: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorReply>,
+}
+
+fn no_args(op: &str, args: &Option<Value>) -> Result<(), ErrorReply> {
+    match args {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(m)) if m.is_empty() => Ok(()),
+        Some(_) => Err(ErrorReply::new(
+            Code::EINVAL,
+            format!("operation '{op}' takes no arguments"),
+        )),
+    }
+}
+
+/// Decodes a request packet. On error, returns the request id if one could be read (else 0)
+/// with the error to send back.
+pub fn decode_request(bytes: &[u8]) -> Result<(u64, Request), (u64, ErrorReply)> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err((
+            0,
+            ErrorReply::new(
+                Code::E2BIG,
+                format!(
+                    "request of {} bytes exceeds the limit of {MAX_MESSAGE}",
+                    bytes.len()
+                ),
+            ),
+        ));
+    }
+    let raw: RawRequest = serde_json::from_slice(bytes).map_err(|e| {
+        (
+            0,
+            ErrorReply::new(Code::EPROTO, format!("malformed request: {e}")),
+        )
+    })?;
+    let id = raw.id.unwrap_or(0);
+    match raw.v {
+        Some(VERSION) => {}
+        Some(v) => {
+            return Err((
+                id,
+                ErrorReply::new(
+                    Code::EPROTO,
+                    format!("unsupported protocol version {v} (this daemon speaks {VERSION})"),
+                ),
+            ));
+        }
+        None => {
+            return Err((
+                id,
+                ErrorReply::new(Code::EPROTO, "malformed request: missing field `v`"),
+            ));
+        }
+    }
+    if raw.id.is_none() {
+        return Err((
+            0,
+            ErrorReply::new(Code::EPROTO, "malformed request: missing field `id`"),
+        ));
+    }
+    let op = raw.op.ok_or_else(|| {
+        (
+            id,
+            ErrorReply::new(Code::EPROTO, "malformed request: missing field `op`"),
+        )
+    })?;
+    let req = match op.as_str() {
+        "ping" => Request::Ping,
+        "status" => Request::Status,
+        "reload" => Request::Reload,
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            return Err((
+                id,
+                ErrorReply::new(Code::ENOSYS, format!("unknown operation '{shown}'")),
+            ));
+        }
+    };
+    no_args(&op, &raw.args).map_err(|e| (id, e))?;
+    Ok((id, req))
+}
+
+/// Encodes a request packet.
+pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
+    serde_json::to_vec(&OutRequest {
+        v: VERSION,
+        id,
+        op: req.op(),
+        args: None,
+    })
+    .expect("request serializes")
+}
+
+/// Encodes a response packet. An `ok` value that would exceed [`MAX_MESSAGE`] is replaced by
+/// an `E2BIG` error, so that the daemon never sends what a client cannot receive.
+pub fn encode_response(id: u64, result: &Result<Value, ErrorReply>) -> Vec<u8> {
+    let raw = match result {
+        Ok(v) => RawResponse {
+            v: VERSION,
+            id,
+            ok: Some(v.clone()),
+            error: None,
+        },
+        Err(e) => RawResponse {
+            v: VERSION,
+            id,
+            ok: None,
+            error: Some(e.clone()),
+        },
+    };
+    let out = serde_json::to_vec(&raw).expect("response serializes");
+    if out.len() > MAX_MESSAGE {
+        let e = ErrorReply::new(
+            Code::E2BIG,
+            format!(
+                "response of {} bytes exceeds the limit of {MAX_MESSAGE}",
+                out.len()
+            ),
+        );
+        return encode_response(id, &Err(e));
+    }
+    out
+}
+
+/// Decodes a response packet.
+pub fn decode_response(bytes: &[u8]) -> Result<Response, ErrorReply> {
+    let raw: RawResponse = serde_json::from_slice(bytes).map_err(|e| {
+        ErrorReply::new(
+            Code::EPROTO,
+            format!("malformed response from the daemon: {e}"),
+        )
+    })?;
+    if raw.v != VERSION {
+        return Err(ErrorReply::new(
+            Code::EPROTO,
+            format!(
+                "the daemon speaks protocol version {}, not {VERSION}",
+                raw.v
+            ),
+        ));
+    }
+    let result = match (raw.ok, raw.error) {
+        (Some(v), None) => Ok(v),
+        (None, Some(e)) => Err(e),
+        (None, None) => Ok(Value::Null),
+        (Some(_), Some(_)) => {
+            return Err(ErrorReply::new(
+                Code::EPROTO,
+                "malformed response from the daemon: both `ok` and `error`",
+            ));
+        }
+    };
+    Ok(Response { id: raw.id, result })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn request_bytes_are_exactly_as_documented() {
+        assert_eq!(
+            encode_request(1, &Request::Ping),
+            br#"{"v":1,"id":1,"op":"ping"}"#
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"id":7,"op":"status"}"#).unwrap(),
+            (7, Request::Status)
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"id":7,"op":"reload","args":{}}"#).unwrap(),
+            (7, Request::Reload)
+        );
+        // Unknown top-level fields are ignored.
+        assert_eq!(
+            decode_request(br#"{"v":1,"id":3,"op":"ping","trace":"x"}"#).unwrap(),
+            (3, Request::Ping)
+        );
+    }
+
+    #[test]
+    fn response_bytes_are_exactly_as_documented() {
+        let ok = encode_response(1, &Ok(serde_json::json!({"version":"0.1.0","pid":4242})));
+        assert_eq!(ok, br#"{"v":1,"id":1,"ok":{"version":"0.1.0","pid":4242}}"#);
+        let err = encode_response(2, &Err(ErrorReply::new(Code::EPERM, "no")));
+        assert_eq!(
+            err,
+            br#"{"v":1,"id":2,"error":{"code":"EPERM","errno":1,"message":"no"}}"#
+        );
+        let r = decode_response(&err).unwrap();
+        assert_eq!(r.id, 2);
+        assert_eq!(r.result.unwrap_err().code, Code::EPERM);
+    }
+
+    #[test]
+    fn bad_requests_get_clear_errors_with_the_id_when_known() {
+        let cases: &[(&[u8], u64, Code, &str)] = &[
+            (b"not json", 0, Code::EPROTO, "malformed request"),
+            (
+                br#"{"v":2,"id":5,"op":"ping"}"#,
+                5,
+                Code::EPROTO,
+                "unsupported protocol version 2",
+            ),
+            (
+                br#"{"id":5,"op":"ping"}"#,
+                5,
+                Code::EPROTO,
+                "missing field `v`",
+            ),
+            (
+                br#"{"v":1,"op":"ping"}"#,
+                0,
+                Code::EPROTO,
+                "missing field `id`",
+            ),
+            (br#"{"v":1,"id":6}"#, 6, Code::EPROTO, "missing field `op`"),
+            (
+                br#"{"v":1,"id":6,"op":"frobnicate"}"#,
+                6,
+                Code::ENOSYS,
+                "unknown operation 'frobnicate'",
+            ),
+            (
+                br#"{"v":1,"id":6,"op":"ping","args":{"x":1}}"#,
+                6,
+                Code::EINVAL,
+                "takes no arguments",
+            ),
+            (br#"[1,2]"#, 0, Code::EPROTO, "malformed"),
+            (
+                br#"{"v":1,"id":-1,"op":"ping"}"#,
+                0,
+                Code::EPROTO,
+                "malformed",
+            ),
+        ];
+        for (bytes, id, code, text) in cases {
+            let (gid, e) = decode_request(bytes).unwrap_err();
+            assert_eq!(
+                (gid, e.code),
+                (*id, *code),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert!(
+                e.message.contains(text),
+                "{}: {}",
+                String::from_utf8_lossy(bytes),
+                e.message
+            );
+        }
+        let big = vec![b' '; MAX_MESSAGE + 1];
+        assert_eq!(decode_request(&big).unwrap_err().1.code, Code::E2BIG);
+    }
+
+    #[test]
+    fn oversized_response_becomes_e2big() {
+        let huge = serde_json::Value::String("x".repeat(MAX_MESSAGE));
+        let out = encode_response(9, &Ok(huge));
+        assert!(out.len() <= MAX_MESSAGE);
+        let r = decode_response(&out).unwrap();
+        assert_eq!((r.id, r.result.unwrap_err().code), (9, Code::E2BIG));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_request(&bytes);
+            let _ = decode_response(&bytes);
+        }
+
+        #[test]
+        fn requests_round_trip(id in any::<u64>(), which in 0..3u8) {
+            let req = [Request::Ping, Request::Status, Request::Reload][which as usize].clone();
+            prop_assert_eq!(decode_request(&encode_request(id, &req)).unwrap(), (id, req));
+        }
+
+        #[test]
+        fn error_replies_round_trip(id in any::<u64>(), msg in ".{0,200}") {
+            let e = ErrorReply::new(Code::EBUSY, msg);
+            let r = decode_response(&encode_response(id, &Err(e.clone()))).unwrap();
+            prop_assert_eq!(r.id, id);
+            prop_assert_eq!(r.result.unwrap_err(), e);
+        }
+    }
+}

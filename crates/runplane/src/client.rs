@@ -1,0 +1,257 @@
+//! Synchronous client of runplaned's control socket (protocol: `runplane-proto`).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::net::sockopt::Timeout;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+use runplane_proto::{
+    ConfigStatus, ErrorReply, MAX_MESSAGE, Pong, Request, Status, decode_response, encode_request,
+};
+use runplane_sys::scm::{self, Message};
+
+/// How long a request may take before the client gives up (send and receive each).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The control socket of the system daemon, or (with `user`) of the calling user's daemon
+/// under `$XDG_RUNTIME_DIR` (falling back to `/run/user/<uid>` when the variable is unset).
+pub fn default_socket(user: bool) -> PathBuf {
+    if !user {
+        return PathBuf::from("/run/runplane/control");
+    }
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(format!("/run/user/{}", rustix::process::geteuid().as_raw()))
+        });
+    base.join("runplane/control")
+}
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("unable to connect to {}: {source}{}", path.display(), hint(source))]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("unable to {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("no answer from {} within {}s", path.display(), timeout.as_secs_f32())]
+    Timeout { path: PathBuf, timeout: Duration },
+    #[error("runplaned refused: {0}")]
+    Daemon(ErrorReply),
+    #[error("protocol error on {}: {message}", path.display())]
+    Protocol { path: PathBuf, message: String },
+}
+
+fn hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(c)
+            if c == rustix::io::Errno::NOENT.raw_os_error()
+                || c == rustix::io::Errno::CONNREFUSED.raw_os_error() =>
+        {
+            " (is runplaned running?)"
+        }
+        _ => "",
+    }
+}
+
+impl ClientError {
+    /// The command line's exit code for this error: 1 when the daemon refused the request,
+    /// 111 when the system failed (no daemon, I/O error, timeout, protocol error).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ClientError::Daemon(e) if e.code.is_refusal() => 1,
+            _ => 111,
+        }
+    }
+}
+
+/// A connection to runplaned. Requests are sent one at a time.
+#[derive(Debug)]
+pub struct Client {
+    fd: OwnedFd,
+    path: PathBuf,
+    next_id: u64,
+    timeout: Duration,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Client {
+    /// Connects to the control socket at `path`; `timeout` bounds the connect (when the
+    /// daemon's backlog is full) and every send and receive.
+    pub fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<Client, ClientError> {
+        let path = path.as_ref().to_owned();
+        let conn = |source: io::Error| ClientError::Connect {
+            path: path.clone(),
+            source,
+        };
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| conn(e.into()))?;
+        let t = Some(timeout.max(Duration::from_millis(1)));
+        rustix::net::sockopt::set_socket_timeout(&fd, Timeout::Send, t)
+            .map_err(|e| conn(e.into()))?;
+        rustix::net::sockopt::set_socket_timeout(&fd, Timeout::Recv, t)
+            .map_err(|e| conn(e.into()))?;
+        let addr = SocketAddrUnix::new(&path).map_err(|e| conn(e.into()))?;
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::AGAIN => {
+                return Err(ClientError::Timeout { path, timeout });
+            }
+            Err(e) => return Err(conn(e.into())),
+        }
+        Ok(Client {
+            fd,
+            path,
+            next_id: 1,
+            timeout,
+        })
+    }
+
+    /// The socket path (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends raw bytes as one packet and returns the raw answer: for tests of the daemon's
+    /// handling of malformed input.
+    pub fn call_raw(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
+        match scm::send(self.fd.as_fd(), bytes, &[], None) {
+            Ok(_) => {}
+            Err(e) if would_block(&e) => {
+                return Err(ClientError::Timeout {
+                    path: self.path.clone(),
+                    timeout: self.timeout,
+                });
+            }
+            Err(source) => {
+                return Err(ClientError::Io {
+                    op: "send to",
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        }
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        match scm::recv(self.fd.as_fd(), &mut buf, 0) {
+            Ok(Message::Data { len: 0, .. }) => Err(ClientError::Protocol {
+                path: self.path.clone(),
+                message: "the daemon closed the connection".into(),
+            }),
+            Ok(Message::Data { len, .. }) => {
+                buf.truncate(len);
+                Ok(buf)
+            }
+            Ok(Message::TooLarge { size }) => Err(ClientError::Protocol {
+                path: self.path.clone(),
+                message: format!("answer of {size} bytes exceeds the limit of {MAX_MESSAGE}"),
+            }),
+            Ok(Message::TooManyFds) => Err(ClientError::Protocol {
+                path: self.path.clone(),
+                message: "the daemon sent unexpected file descriptors".into(),
+            }),
+            Err(e) if would_block(&e) => Err(ClientError::Timeout {
+                path: self.path.clone(),
+                timeout: self.timeout,
+            }),
+            Err(source) => Err(ClientError::Io {
+                op: "receive from",
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Sends `req` and returns the `ok` value of the answer.
+    pub fn call(&mut self, req: &Request) -> Result<serde_json::Value, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let answer = self.call_raw(&encode_request(id, req))?;
+        let resp = decode_response(&answer).map_err(|e| ClientError::Protocol {
+            path: self.path.clone(),
+            message: e.message,
+        })?;
+        if resp.id != id && resp.id != 0 {
+            return Err(ClientError::Protocol {
+                path: self.path.clone(),
+                message: format!("answer to request {} arrived for request {id}", resp.id),
+            });
+        }
+        resp.result.map_err(ClientError::Daemon)
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
+        let v = self.call(req)?;
+        serde_json::from_value(v).map_err(|e| ClientError::Protocol {
+            path: self.path.clone(),
+            message: format!("malformed answer to '{}': {e}", req.op()),
+        })
+    }
+
+    /// `ping`: the daemon's version and pid.
+    pub fn ping(&mut self) -> Result<Pong, ClientError> {
+        self.typed(&Request::Ping)
+    }
+
+    /// `status`: the whole plane.
+    pub fn status(&mut self) -> Result<Status, ClientError> {
+        self.typed(&Request::Status)
+    }
+
+    /// `reload`: re-read the configuration (root or the daemon's own user).
+    pub fn reload(&mut self) -> Result<ConfigStatus, ClientError> {
+        self.typed(&Request::Reload)
+    }
+}
+
+impl From<ErrorReply> for ClientError {
+    fn from(e: ErrorReply) -> Self {
+        ClientError::Daemon(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runplane_proto::Code;
+
+    #[test]
+    fn connect_errors_name_the_socket_and_hint() {
+        let e = Client::connect("/nonexistent/control", Duration::from_secs(1)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unable to connect to /nonexistent/control: No such file or directory (os error 2) (is runplaned running?)"
+        );
+        assert_eq!(e.exit_code(), 111);
+        let refused = ClientError::Daemon(ErrorReply::new(Code::EPERM, "no"));
+        assert_eq!(refused.exit_code(), 1);
+        assert_eq!(
+            ClientError::Daemon(ErrorReply::new(Code::EIO, "x")).exit_code(),
+            111
+        );
+    }
+
+    #[test]
+    fn default_sockets() {
+        assert_eq!(
+            default_socket(false),
+            PathBuf::from("/run/runplane/control")
+        );
+        assert!(default_socket(true).ends_with("runplane/control"));
+    }
+}

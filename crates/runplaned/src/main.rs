@@ -1,0 +1,69 @@
+//! runplaned: the runtime-state plane daemon.
+//!
+//! The table of contents: parse the command line, load the configuration, set up logging,
+//! then run the event loop ([`daemon::run`]): state directory and its lock, the control socket,
+//! readiness, and signals (SIGTERM/SIGINT stop, SIGHUP reloads).
+//!
+//! Exit codes: 0 after a clean stop, 100 for usage and configuration errors, 111 for system
+//! failures (including another runplaned on the same state directory).
+
+mod args;
+mod config;
+mod control;
+mod daemon;
+mod logging;
+mod readiness;
+mod state;
+
+use std::process::ExitCode;
+
+/// A reason to stop, with its exit code: `runplaned: fatal: <message>`.
+#[derive(Debug)]
+pub struct Fatal {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Fatal {
+    /// A usage or configuration error (exit 100).
+    pub fn usage(message: impl Into<String>) -> Fatal {
+        Fatal {
+            code: 100,
+            message: message.into(),
+        }
+    }
+
+    /// A system failure (exit 111).
+    pub fn system(message: impl Into<String>) -> Fatal {
+        Fatal {
+            code: 111,
+            message: message.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if logging::to_journal() {
+                tracing::error!("fatal: {}", f.message);
+            }
+            eprintln!("runplaned: fatal: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run() -> Result<(), Fatal> {
+    let args = args::parse()?;
+    let setup = args.setup()?;
+    let (config, config_path) =
+        config::load(&setup.source, &setup.defaults).map_err(|e| Fatal::usage(e.to_string()))?;
+    logging::init();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal::system(format!("unable to start the event loop: {e}")))?;
+    runtime.block_on(daemon::run(setup, config, config_path))
+}
