@@ -234,6 +234,24 @@ pub fn bind(src: &Path, dst: &Path) {
         .unwrap_or_else(|e| fatal(&format!("bind {} on {}", src.display(), dst.display()), e));
 }
 
+/// The path of a workspace binary (`runplane`, `runplaned`) next to the running test
+/// executable (`target/<profile>/`). Panics with a hint when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target directory");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

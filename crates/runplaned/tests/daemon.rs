@@ -1,0 +1,461 @@
+//! runplaned end to end, on a config that puts control socket and state in a temp dir (no
+//! root needed): readiness, status through the real CLI, reloads good and bad, hostile
+//! peers, limits, restarts after a crash.
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use common::{Daemon, config_in, run, runplane};
+use runplane::Client;
+use runplane_proto::Code;
+use runplane_sys::pidfd::ExitStatus;
+use rustix::process::Signal;
+
+fn json(out: &common::Output) -> serde_json::Value {
+    assert_eq!(out.status, ExitStatus::Exited(0), "stderr: {}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+#[test]
+fn starts_answers_status_via_cli_and_stops_cleanly() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "");
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    let sock = t.path().join("ctl/control");
+    let st = json(&runplane(&[
+        "--socket",
+        sock.to_str().unwrap(),
+        "status",
+        "--json",
+    ]));
+    assert_eq!(st["daemon"]["pid"], d.pid());
+    assert_eq!(st["daemon"]["control"], sock.to_str().unwrap());
+    assert_eq!(st["daemon"]["config"]["path"], cfg.to_str().unwrap());
+    assert_eq!(st["daemon"]["config"]["generation"], 1);
+    // The human view, and RUNPLANE_SOCKET instead of --socket.
+    let human = run(
+        &common::cli(),
+        &["status"],
+        &[("RUNPLANE_SOCKET", sock.to_str().unwrap())],
+        None,
+    );
+    assert_eq!(human.status, ExitStatus::Exited(0), "{}", human.stderr);
+    assert!(
+        human.stdout.contains(&format!("pid {}", d.pid())),
+        "{}",
+        human.stdout
+    );
+    let ping = json(&runplane(&[
+        "--socket",
+        sock.to_str().unwrap(),
+        "ping",
+        "--json",
+    ]));
+    assert_eq!(ping["pid"], d.pid());
+    // Pid file while running; socket and pid file gone after SIGTERM.
+    let pidfile = std::fs::read_to_string(t.path().join("state/runplaned.pid")).unwrap();
+    assert_eq!(pidfile.trim(), d.pid().to_string());
+    assert_eq!(d.stop(), ExitStatus::Exited(0));
+    assert!(!sock.exists());
+    assert!(!t.path().join("state/runplaned.pid").exists());
+}
+
+#[test]
+fn second_instance_on_the_same_state_dir_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "");
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    let out = run(
+        std::path::Path::new(common::DAEMON),
+        &["--config", cfg.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(out.status, ExitStatus::Exited(111));
+    assert!(
+        out.stderr.contains(&format!(
+            "runplaned: fatal: unable to lock {}",
+            t.path().join("state/runplaned.lock").display()
+        )) && out
+            .stderr
+            .contains(&format!("another runplaned (pid {}) is running", d.pid())),
+        "{}",
+        out.stderr
+    );
+    // The first one still serves.
+    Client::connect(t.path().join("ctl/control"), Duration::from_secs(5))
+        .unwrap()
+        .ping()
+        .unwrap();
+}
+
+#[test]
+fn bad_config_at_start_exits_100_with_file_and_line() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "max_clinets = 3\n");
+    let out = run(
+        std::path::Path::new(common::DAEMON),
+        &["--config", cfg.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(out.status, ExitStatus::Exited(100), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "runplaned: fatal: {}:4:1: unknown field `max_clinets`",
+            cfg.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    let missing = run(
+        std::path::Path::new(common::DAEMON),
+        &["--config", "/nonexistent.toml"],
+        &[],
+        None,
+    );
+    assert_eq!(missing.status, ExitStatus::Exited(100));
+    assert!(
+        missing.stderr.contains("/nonexistent.toml"),
+        "{}",
+        missing.stderr
+    );
+    let usage = run(
+        std::path::Path::new(common::DAEMON),
+        &["--bogus"],
+        &[],
+        None,
+    );
+    assert_eq!(usage.status, ExitStatus::Exited(100));
+}
+
+#[test]
+fn reload_by_sighup_and_by_request_keeps_the_last_good_config() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "max_clients = 5\n");
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    let sock = t.path().join("ctl/control");
+    let status = || {
+        Client::connect(&sock, Duration::from_secs(5))
+            .unwrap()
+            .status()
+            .unwrap()
+    };
+    assert_eq!(status().daemon.max_clients, 5);
+
+    config_in(t.path(), "max_clients = 7\n");
+    d.signal(Signal::HUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status().daemon.config.generation < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status().daemon.max_clients, 7);
+
+    // A bad file: the running config stays, the error is reported with file:line.
+    std::fs::write(&cfg, "[daemon]\nmax_clients = \"lots\"\n").unwrap();
+    d.signal(Signal::HUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status().daemon.config.last_error.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bad reload not reported:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = status();
+    assert_eq!((st.daemon.max_clients, st.daemon.config.generation), (7, 2));
+    assert!(
+        st.daemon
+            .config
+            .last_error
+            .unwrap()
+            .starts_with(&format!("{}:2:15:", cfg.display()))
+    );
+    let out = runplane(&["--socket", sock.to_str().unwrap(), "reload"]);
+    assert_eq!(out.status, ExitStatus::Exited(1));
+    assert!(
+        out.stderr
+            .contains("reload failed, the running configuration stays"),
+        "{}",
+        out.stderr
+    );
+
+    // A good file with a restart-only change: reloaded, and the change is named.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[daemon]\nstate = \"{}\"\n",
+            t.path().join("other").display()
+        ),
+    )
+    .unwrap();
+    let r = json(&runplane(&[
+        "--socket",
+        sock.to_str().unwrap(),
+        "reload",
+        "--json",
+    ]));
+    assert_eq!(r["generation"], 3);
+    assert_eq!(
+        r["pending_restart"],
+        serde_json::json!(["daemon.control", "daemon.state"])
+    );
+    assert!(status().daemon.config.last_error.is_none());
+    let log = d.log();
+    assert!(
+        log.contains("SIGHUP: reloading the configuration")
+            && log.contains("configuration reloaded generation=2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("reload failed, keeping the running configuration"),
+        "{log}"
+    );
+}
+
+#[test]
+fn hostile_peers_get_clear_errors_and_the_daemon_keeps_serving() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "");
+    let _d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    let sock = t.path().join("ctl/control");
+    let mut c = Client::connect(&sock, Duration::from_secs(5)).unwrap();
+    let err = |bytes: &[u8], c: &mut Client| {
+        let r = runplane_proto::decode_response(&c.call_raw(bytes).unwrap()).unwrap();
+        r.result.unwrap_err()
+    };
+    assert_eq!(err(b"\xff\xfe garbage", &mut c).code, Code::EPROTO);
+    assert_eq!(
+        err(br#"{"v":1,"id":2,"op":"shutdown-everything"}"#, &mut c).code,
+        Code::ENOSYS
+    );
+    assert_eq!(
+        err(br#"{"v":9,"id":3,"op":"ping"}"#, &mut c).code,
+        Code::EPROTO
+    );
+    let big = vec![b'{'; 70_000];
+    let e = err(&big, &mut c);
+    assert_eq!(e.code, Code::E2BIG);
+    assert!(e.message.contains("70000 bytes"), "{}", e.message);
+    // fds attached to a request are refused (and closed by the daemon).
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let s = rustix::net::socket(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        None,
+    )
+    .unwrap();
+    rustix::net::connect(&s, &rustix::net::SocketAddrUnix::new(&sock).unwrap()).unwrap();
+    runplane_sys::scm::send(
+        s.as_fd(),
+        br#"{"v":1,"id":4,"op":"ping"}"#,
+        &[w.as_fd()],
+        None,
+    )
+    .unwrap();
+    drop(w);
+    let mut buf = vec![0u8; 65536];
+    let n = rustix::net::recv(&s, &mut buf, rustix::net::RecvFlags::empty())
+        .unwrap()
+        .0;
+    let resp = runplane_proto::decode_response(&buf[..n]).unwrap();
+    assert_eq!(resp.result.unwrap_err().code, Code::EINVAL);
+    let mut one = [0u8; 1];
+    assert_eq!(
+        rustix::io::read(&r, &mut one).unwrap(),
+        0,
+        "the daemon kept the fd"
+    );
+    // The same connection and new ones still work.
+    c.ping().unwrap();
+    Client::connect(&sock, Duration::from_secs(5))
+        .unwrap()
+        .status()
+        .unwrap();
+    // A client that disappears mid-request does not disturb anything.
+    {
+        let s = rustix::net::socket(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            None,
+        )
+        .unwrap();
+        rustix::net::connect(&s, &rustix::net::SocketAddrUnix::new(&sock).unwrap()).unwrap();
+        rustix::net::send(
+            &s,
+            br#"{"v":1,"id":1,"op":"status"}"#,
+            rustix::net::SendFlags::empty(),
+        )
+        .unwrap();
+    }
+    c.ping().unwrap();
+}
+
+#[test]
+fn client_limit_refuses_with_ebusy_and_frees_slots() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "max_clients = 2\n");
+    let _d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    let sock = t.path().join("ctl/control");
+    let mut a = Client::connect(&sock, Duration::from_secs(5)).unwrap();
+    let mut b = Client::connect(&sock, Duration::from_secs(5)).unwrap();
+    a.ping().unwrap();
+    b.ping().unwrap();
+    let mut c = Client::connect(&sock, Duration::from_secs(5)).unwrap();
+    match c.ping() {
+        Err(runplane::ClientError::Daemon(e)) => {
+            assert_eq!(e.code, Code::EBUSY);
+            assert!(e.message.contains("limit 2"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Client::connect(&sock, Duration::from_secs(5)).unwrap();
+        match c.ping() {
+            Ok(_) => break,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("slot not freed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn restart_after_kill_9_replaces_the_stale_socket() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "");
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    d.kill9();
+    assert!(
+        t.path().join("ctl/control").exists(),
+        "a crash leaves the node behind"
+    );
+    let d2 = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    let p = Client::connect(t.path().join("ctl/control"), Duration::from_secs(5))
+        .unwrap()
+        .ping()
+        .unwrap();
+    assert_eq!(p.pid, d2.pid());
+}
+
+#[test]
+fn refuses_to_replace_a_non_socket_at_the_control_path() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "");
+    std::fs::create_dir_all(t.path().join("ctl")).unwrap();
+    std::fs::write(t.path().join("ctl/control"), b"precious").unwrap();
+    let out = run(
+        std::path::Path::new(common::DAEMON),
+        &["--config", cfg.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(out.status, ExitStatus::Exited(111));
+    assert!(
+        out.stderr.contains("refusing to replace") && out.stderr.contains("not a socket"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(t.path().join("ctl/control")).unwrap(),
+        b"precious"
+    );
+}
+
+#[test]
+fn notify_socket_gets_ready_reloading_and_stopping() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "");
+    let nsock = t.path().join("notify");
+    let srv = rustix::net::socket(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )
+    .unwrap();
+    rustix::net::bind(&srv, &rustix::net::SocketAddrUnix::new(&nsock).unwrap()).unwrap();
+    runplane_sys::scm::set_passcred(&srv).unwrap();
+    rustix::net::sockopt::set_socket_timeout(
+        &srv,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let d = Daemon::start(
+        &["--config", cfg.to_str().unwrap()],
+        &[("NOTIFY_SOCKET", nsock.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 4096];
+    let mut next = || match runplane_sys::scm::recv(srv.as_fd(), &mut buf, 0).unwrap() {
+        runplane_sys::scm::Message::Data { len, cred, .. } => (
+            String::from_utf8_lossy(&buf[..len]).into_owned(),
+            cred.unwrap().pid,
+        ),
+        other => panic!("{other:?}"),
+    };
+    let (ready, pid) = next();
+    assert_eq!(pid, d.pid());
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=listening on "),
+        "{ready}"
+    );
+    assert!(ready.ends_with(&format!("MAINPID={}", d.pid())), "{ready}");
+    d.signal(Signal::HUP);
+    let (reloading, _) = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert_eq!(next().0, "READY=1");
+    let pid = d.pid();
+    assert_eq!(d.stop(), ExitStatus::Exited(0));
+    assert_eq!(next(), ("STOPPING=1".to_owned(), pid));
+}
+
+#[test]
+fn user_mode_lives_in_the_runtime_dir_and_refuses_a_bad_one() {
+    let t = tempfile::tempdir().unwrap();
+    let rt = t.path().join("rt");
+    std::fs::create_dir(&rt).unwrap();
+    std::fs::set_permissions(&rt, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let env = [
+        ("XDG_RUNTIME_DIR", rt.to_str().unwrap()),
+        ("XDG_CONFIG_HOME", t.path().to_str().unwrap()),
+    ];
+    let d = Daemon::start(&["--user"], &env);
+    let sock = rt.join("runplane/control");
+    let md = std::fs::metadata(&sock).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777,
+        0o600
+    );
+    let out = run(&common::cli(), &["--user", "status", "--json"], &env, None);
+    let st = json(&out);
+    assert_eq!(st["daemon"]["mode"], "user");
+    assert_eq!(st["daemon"]["config"]["path"], serde_json::Value::Null);
+    drop(d);
+    std::fs::set_permissions(&rt, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = run(
+        std::path::Path::new(common::DAEMON),
+        &["--user"],
+        &env,
+        None,
+    );
+    assert_eq!(out.status, ExitStatus::Exited(111));
+    assert!(
+        out.stderr.contains("unable to run in user mode") && out.stderr.contains("must be 0700"),
+        "{}",
+        out.stderr
+    );
+}
