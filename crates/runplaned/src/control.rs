@@ -75,7 +75,7 @@ pub fn bind(path: &Path, mode: Mode) -> Result<Listener, Fatal> {
             SocketFlags::CLOEXEC,
             None,
         )
-        .map_err(|e| sys(e))?;
+        .map_err(sys)?;
         if rustix::net::connect(&probe, &addr).is_ok() {
             return Err(Fatal::system(format!(
                 "unable to bind {}: another daemon is listening on it",
