@@ -1,0 +1,49 @@
+/* The kernel's floor for a request/response between two processes: a 1-byte ping-pong over
+ * an AF_UNIX SOCK_SEQPACKET socketpair (the control socket's type).
+ * usage: pingpong ITERATIONS     prints: p50_us p99_us mean_us */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 10000;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) { perror("socketpair"); return 111; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        char b;
+        close(sv[0]);
+        while (recv(sv[1], &b, 1, 0) == 1) send(sv[1], &b, 1, MSG_NOSIGNAL);
+        _exit(0);
+    }
+    close(sv[1]);
+    double *t = malloc(sizeof(double) * n);
+    char b = 'x';
+    for (int i = 0; i < n; i++) {
+        double t0 = now_us();
+        send(sv[0], &b, 1, MSG_NOSIGNAL);
+        if (recv(sv[0], &b, 1, 0) != 1) { fprintf(stderr, "echo died\n"); return 111; }
+        t[i] = now_us() - t0;
+    }
+    close(sv[0]);
+    waitpid(pid, NULL, 0);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += t[i];
+    qsort(t, n, sizeof(double), cmp);
+    printf("%.1f %.1f %.1f\n", t[n / 2], t[n * 99 / 100], sum / n);
+    return 0;
+}
