@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 fn summary(mut t: Vec<f64>) -> String {
     let mean = t.iter().sum::<f64>() / t.len() as f64;
     t.sort_by(|a, b| a.total_cmp(b));
-    format!("{:.1} {:.1} {:.1}", t[t.len() / 2], t[t.len() * 99 / 100], mean)
+    format!(
+        "{:.1} {:.1} {:.1}",
+        t[t.len() / 2],
+        t[t.len() * 99 / 100],
+        mean
+    )
 }
 
 fn usage() -> ! {
@@ -26,12 +31,17 @@ fn fatal(msg: impl std::fmt::Display) -> ! {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let num = |i: usize| -> usize { args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()) };
+    let num = |i: usize| -> usize {
+        args.get(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| usage())
+    };
     match args.get(1).map(String::as_str) {
         Some("control") => {
             let sock = args.get(2).unwrap_or_else(|| usage());
             let n = num(3);
-            let mut c = runplane::Client::connect(sock, Duration::from_secs(5)).unwrap_or_else(|e| fatal(e));
+            let mut c = runplane::Client::connect(sock, Duration::from_secs(5))
+                .unwrap_or_else(|e| fatal(e));
             for _ in 0..n.min(1000) {
                 c.ping().unwrap_or_else(|e| fatal(e)); // warm up
             }

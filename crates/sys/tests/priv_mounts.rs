@@ -150,3 +150,20 @@ fn priv_removal_never_crosses_mounts_and_unmount_drops_nested() {
         assert!(Path::new(&precious).exists());
     });
 }
+
+#[test]
+fn priv_no_xdev_refuses_to_cross_a_mount_when_asked() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let parent = Dir::open(&p.scratch).unwrap();
+        parent.mkdir("m", 0o755).unwrap();
+        mount_tmpfs_on(&parent, "m", &TmpfsOptions::default()).unwrap();
+        std::fs::create_dir(p.scratch.join("m/inner")).unwrap();
+        // Without NO_XDEV the mount is crossed; with it, EXDEV.
+        assert!(parent.open_dir("m/inner", Resolve::STRICT).is_ok());
+        let e = parent
+            .open_dir("m/inner", Resolve::STRICT.no_xdev())
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EXDEV), "{e}");
+    });
+}
