@@ -110,3 +110,107 @@ fn priv_state_dir_owned_by_someone_else_is_refused() {
         assert_eq!(std::fs::read_dir("/run/elsewhere").unwrap().count(), 0);
     });
 }
+
+#[test]
+fn priv_logs_go_to_journald_when_stderr_is_the_journal() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        // A real datagram socket where journald listens; the daemon speaks journald's native
+        // protocol to it when JOURNAL_STREAM names its stderr.
+        std::fs::create_dir_all("/run/systemd/journal").unwrap();
+        let j = rustix::net::socket(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::DGRAM,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(
+            &j,
+            &rustix::net::SocketAddrUnix::new("/run/systemd/journal/socket").unwrap(),
+        )
+        .unwrap();
+        rustix::net::sockopt::set_socket_timeout(
+            &j,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+        // The daemon's stderr is Daemon's log file; JOURNAL_STREAM must carry its dev:ino, which
+        // we learn by pre-creating a file and passing it through a wrapper shell.
+        let stream = p.scratch.join("stream");
+        std::fs::write(&stream, b"").unwrap();
+        let md = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&stream).unwrap());
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&stream).unwrap());
+        let out = p.scratch.join("out");
+        let child = runplane_sys::spawn::Spawn::new("/bin/sh")
+            .args([
+                "-c",
+                &format!("exec {} 2>>{}", common::DAEMON, stream.display()),
+            ])
+            .env("JOURNAL_STREAM", format!("{md}:{ino}"))
+            .env("PATH", "/usr/bin:/bin")
+            .fd(
+                std::os::fd::AsFd::as_fd(&std::fs::File::create(&out).unwrap()),
+                1,
+            )
+            .spawn()
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let fields = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no journal entry for the listening message"
+            );
+            let (n, _) = rustix::net::recv(&j, &mut buf, rustix::net::RecvFlags::empty()).unwrap();
+            let f = journal_fields(&buf[..n.min(buf.len())]);
+            if f.iter()
+                .any(|(k, v)| k == "MESSAGE" && v.contains("listening on /run/runplane/control"))
+            {
+                break f;
+            }
+        };
+        let get = |key: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("SYSLOG_IDENTIFIER"), Some("runplaned"), "{fields:?}");
+        assert_eq!(get("PRIORITY"), Some("5"), "{fields:?}"); // tracing-journald maps INFO to notice
+        assert_eq!(get("F_MODE"), Some("system"), "{fields:?}");
+        child.signal(rustix::process::Signal::TERM).unwrap();
+        assert_eq!(child.wait().unwrap(), ExitStatus::Exited(0));
+        // Nothing was written to stderr: the journal got it all.
+        assert_eq!(std::fs::read_to_string(&stream).unwrap(), "");
+    });
+}
+
+/// Parses one datagram of journald's native protocol: `KEY=VALUE\n`, or for binary-safe
+/// values `KEY\n` + little-endian u64 length + value + `\n`.
+fn journal_fields(mut b: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let nl = b
+            .iter()
+            .position(|&c| c == b'\n')
+            .expect("field ends with a newline");
+        let line = &b[..nl];
+        if let Some(eq) = line.iter().position(|&c| c == b'=') {
+            out.push((
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            ));
+            b = &b[nl + 1..];
+        } else {
+            let len = u64::from_le_bytes(b[nl + 1..nl + 9].try_into().unwrap()) as usize;
+            let value = &b[nl + 9..nl + 9 + len];
+            out.push((
+                String::from_utf8_lossy(line).into_owned(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
+            b = &b[nl + 9 + len + 1..];
+        }
+    }
+    out
+}
