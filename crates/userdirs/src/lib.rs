@@ -1,0 +1,15 @@
+//! runplane-userdirs: per-user runtime directories (`/run/user/<uid>`), the capability that
+//! takes over from systemd-logind's user-runtime-dir, elogind, turnstile, pam_rundir and
+//! dumb_runtime_dir.
+//!
+//! - [`config`]: `[userdirs]` of runplane.toml, validated.
+//! - [`size`]: size specs (`"10%"`, `"64M"`) and limit arithmetic, container-aware.
+//! - [`lifecycle`]: the pure state machine: sessions, linger, lifetime policy, grace periods,
+//!   budget; requests in, actions out.
+//!
+//! Not here: the event loop, timers and pidfd watching (runplaned), the wire protocol
+//! (runplane-proto), PAM (pam_runplane).
+
+pub mod config;
+pub mod lifecycle;
+pub mod size;
