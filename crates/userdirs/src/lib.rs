@@ -6,10 +6,12 @@
 //! - [`size`]: size specs (`"10%"`, `"64M"`) and limit arithmetic, container-aware.
 //! - [`lifecycle`]: the pure state machine: sessions, linger, lifetime policy, grace periods,
 //!   budget; requests in, actions out.
+//! - [`dirs`]: the effects on `/run/user` through runplane-sys (create, adopt, fall back, remove).
 //!
 //! Not here: the event loop, timers and pidfd watching (runplaned), the wire protocol
 //! (runplane-proto), PAM (pam_runplane).
 
 pub mod config;
+pub mod dirs;
 pub mod lifecycle;
 pub mod size;

@@ -1,0 +1,330 @@
+//! The effects: making and removing `/run/user` and `/run/user/<uid>` through runplane-sys.
+//!
+//! Every step is fd-relative under the open root directory and never follows a symlink.
+//! Creation (systemd's order, with checks systemd skips):
+//! 1. `/run/user` is created 0755 root:root; an existing one must be a real directory owned
+//!    by root with no write bits for group or others, else it is refused.
+//! 2. `/run/user/<uid>`: missing → `mkdir 0700`; a symlink, file, fifo or socket → removed
+//!    (unlinked, never followed) and replaced; a plain directory → mounted over (its content
+//!    is hidden, as logind does, and removed at final removal); a tmpfs mount root owned by the
+//!    uid with mode 0700 → adopted; any other mount → detached and replaced.
+//! 3. A tmpfs with `mode=0700,uid,gid,size,nr_inodes[,noswap][,huge][,mpol]`, `nodev,nosuid`,
+//!    mounted through the fd-based mount API on an `O_PATH` fd of the directory.
+//! 4. Mounting refused with EPERM or EACCES (containers, LSMs): a plain 0700 directory owned
+//!    by the user instead (backend `fallback-dir`), reported in status.
+//!
+//! Removal (systemd's order): children first (frees the memory even if something pins the
+//! mount), lazy unmount (which also drops nested FUSE and bind mounts), then the directory and
+//! whatever a mount hid, all without following symlinks; by numeric uid.
+
+use std::path::{Path, PathBuf};
+
+use runplane_sys::dir::{Dir, Kind, Resolve, kind_of, mode_bits};
+use runplane_sys::remove::{self, Report};
+use runplane_sys::tmpfs::{self, TmpfsOptions, Usage};
+
+use crate::lifecycle::{Backend, DirInfo};
+
+/// `statfs.f_type` of tmpfs.
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// A failure to prepare or change a user's directory, naming what and why.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    #[error("refusing to use {}: {why}", path.display())]
+    UnsafeRoot { path: PathBuf, why: String },
+    #[error(transparent)]
+    Sys(#[from] runplane_sys::Error),
+}
+
+/// Options for new user directories (the per-user limits come with each request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPolicy {
+    /// Ask for `noswap` (only honoured where the kernel has it).
+    pub noswap: bool,
+    pub huge: Option<String>,
+    pub mpol: Option<String>,
+}
+
+/// The open `/run/user` and what the kernel supports.
+#[derive(Debug)]
+pub struct Root {
+    dir: Dir,
+    mount_id: u64,
+    kernel_noswap: bool,
+}
+
+/// Creates or checks the root (`/run/user`): 0755 root:root, a real directory.
+pub fn open_root(path: &Path) -> Result<Root, DirError> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().ok_or_else(|| DirError::UnsafeRoot {
+        path: path.to_owned(),
+        why: "not a directory path".into(),
+    })?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| runplane_sys::Error::new("create", parent.display(), e))?;
+    let pdir = Dir::open(parent)?;
+    if pdir.mkdir(name, 0o755)? {
+        let d = pdir.open_dir(name, Resolve::STRICT)?;
+        d.set_perms(0o755, Some((0, 0)))?;
+    }
+    let dir = match pdir.open_dir(name, Resolve::STRICT) {
+        Ok(d) => d,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(DirError::UnsafeRoot {
+                path: path.to_owned(),
+                why: "it is a symlink".into(),
+            });
+        }
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
+            return Err(DirError::UnsafeRoot {
+                path: path.to_owned(),
+                why: "it is not a directory".into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = dir.stat_self()?;
+    if st.st_uid != 0 || st.st_gid != 0 {
+        return Err(DirError::UnsafeRoot {
+            path: path.to_owned(),
+            why: format!("owned by {}:{}, not root:root", st.st_uid, st.st_gid),
+        });
+    }
+    let mode = mode_bits(&st);
+    if mode & !0o755 != 0 {
+        return Err(DirError::UnsafeRoot {
+            path: path.to_owned(),
+            why: format!("mode {mode:04o} is looser than 0755"),
+        });
+    }
+    let mount_id = dir.mount_id()?;
+    let kernel_noswap = tmpfs::kernel_has_noswap().unwrap_or(false);
+    Ok(Root {
+        dir,
+        mount_id,
+        kernel_noswap,
+    })
+}
+
+impl Root {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Whether new tmpfs mounts can have `noswap` here.
+    pub fn kernel_noswap(&self) -> bool {
+        self.kernel_noswap
+    }
+
+    /// The path of `uid`'s directory.
+    pub fn user_path(&self, uid: u32) -> PathBuf {
+        self.dir.path().join(uid.to_string())
+    }
+
+    /// Makes `uid`'s directory (see the module docs for every case). Returns how it is backed
+    /// and a note for the log when something was found in the way.
+    pub fn create(
+        &self,
+        uid: u32,
+        gid: u32,
+        size: u64,
+        inodes: u64,
+        policy: &MountPolicy,
+    ) -> Result<(DirInfo, Option<String>), DirError> {
+        let name = uid.to_string();
+        let path = self.user_path(uid);
+        let mut note = None;
+        match self.dir.stat(&name)? {
+            None => {}
+            Some(st) if kind_of(&st) == Kind::Directory => {
+                let d = self.dir.open_dir(&name, Resolve::STRICT)?;
+                if d.mount_id()? != self.mount_id {
+                    if let Some(info) = self.adoptable(&d, uid)? {
+                        return Ok((
+                            info,
+                            Some(format!("adopted the existing tmpfs on {}", path.display())),
+                        ));
+                    }
+                    drop(d);
+                    tmpfs::unmount_lazy(&self.dir, &name)?;
+                    note = Some(format!(
+                        "detached a foreign mount on {} (not a 0700 tmpfs of uid {uid})",
+                        path.display()
+                    ));
+                } else if !self
+                    .dir
+                    .open_dir(&name, Resolve::STRICT)?
+                    .entries()?
+                    .is_empty()
+                {
+                    note = Some(format!(
+                        "{} already held files; they are hidden under the new tmpfs and removed with it",
+                        path.display()
+                    ));
+                }
+            }
+            Some(st) => {
+                // A symlink, file, fifo, socket or device where the directory belongs:
+                // unlink it (a symlink is removed as a link, never followed).
+                note = Some(format!(
+                    "replaced a {:?} at {}",
+                    kind_of(&st),
+                    path.display()
+                ));
+                self.dir.unlink(&name)?;
+            }
+        }
+        self.dir.mkdir(&name, 0o700)?;
+        let d = self.dir.open_dir(&name, Resolve::STRICT)?;
+        let mut opts = TmpfsOptions {
+            size: Some(size),
+            nr_inodes: Some(inodes),
+            mode: 0o700,
+            uid,
+            gid,
+            noswap: policy.noswap && self.kernel_noswap,
+            huge: policy.huge.clone(),
+            mpol: policy.mpol.clone(),
+            nodev: true,
+            nosuid: true,
+            noexec: false,
+        };
+        match tmpfs::mount_tmpfs(d.fd(), &path, &opts) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(c) if c == rustix::io::Errno::PERM.raw_os_error() || c == rustix::io::Errno::ACCESS.raw_os_error()) =>
+            {
+                // Not allowed to mount here (container, LSM): a plain directory, as systemd does.
+                d.set_perms(0o700, Some((uid, gid)))?;
+                let why =
+                    format!("mounting refused ({e}); using a plain 0700 directory without limits");
+                return Ok((
+                    DirInfo {
+                        backend: Backend::FallbackDir,
+                        mount_id: None,
+                        noswap: false,
+                    },
+                    Some(why),
+                ));
+            }
+            Err(e)
+                if opts.noswap
+                    && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+            {
+                opts.noswap = false;
+                tmpfs::mount_tmpfs(d.fd(), &path, &opts)?;
+            }
+            Err(e) => {
+                let _ = self.dir.rmdir(&name);
+                return Err(e.into());
+            }
+        }
+        // Verify what we made through a fresh handle on the new mount's root.
+        let m = self.dir.open_dir(&name, Resolve::STRICT)?;
+        let mount_id = m.mount_id()?;
+        let st = m.stat_self()?;
+        if mount_id == self.mount_id || st.st_uid != uid || mode_bits(&st) != 0o700 {
+            return Err(DirError::UnsafeRoot {
+                path,
+                why: "the new mount does not show the expected owner and mode".into(),
+            });
+        }
+        Ok((
+            DirInfo {
+                backend: Backend::Tmpfs,
+                mount_id: Some(mount_id),
+                noswap: opts.noswap,
+            },
+            note,
+        ))
+    }
+
+    /// A mount root is adopted when it is a tmpfs owned by `uid` with mode 0700.
+    fn adoptable(&self, d: &Dir, uid: u32) -> Result<Option<DirInfo>, DirError> {
+        let fs = rustix::fs::fstatfs(d.fd())
+            .map_err(|e| runplane_sys::Error::errno("statfs", d.path().display(), e))?;
+        let st = d.stat_self()?;
+        if fs.f_type as u64 != TMPFS_MAGIC || st.st_uid != uid || mode_bits(&st) != 0o700 {
+            return Ok(None);
+        }
+        let mount_id = d.mount_id()?;
+        let noswap =
+            runplane_sys::mountinfo::find(mount_id)?.is_some_and(|m| m.has_option("noswap"));
+        Ok(Some(DirInfo {
+            backend: Backend::Adopted,
+            mount_id: Some(mount_id),
+            noswap,
+        }))
+    }
+
+    /// Removes `uid`'s directory: children, lazy unmount (taking nested mounts with it), then
+    /// the directory and anything a mount hid. Missing is fine. Nested mounts found on the way
+    /// are reported in the result.
+    pub fn remove(&self, uid: u32) -> Result<Report, DirError> {
+        let name = uid.to_string();
+        let mut report = Report::default();
+        match self.dir.stat(&name)? {
+            None => return Ok(report),
+            Some(st) if kind_of(&st) != Kind::Directory => {
+                self.dir.unlink(&name)?;
+                report.files += 1;
+                return Ok(report);
+            }
+            Some(_) => {}
+        }
+        {
+            let d = self.dir.open_dir(&name, Resolve::STRICT)?;
+            let r = remove::empty_dir(&d)?;
+            report.files += r.files;
+            report.dirs += r.dirs;
+            report.mounts_skipped = r.mounts_skipped;
+        }
+        // Unmount until the name is a plain directory again (stacked mounts, if any).
+        for _ in 0..8 {
+            if !tmpfs::unmount_lazy(&self.dir, &name)? {
+                break;
+            }
+        }
+        // A fallback directory may still hold nested mounts: detach each, then remove all.
+        for m in report.mounts_skipped.clone() {
+            if let (Some(parent), Some(leaf)) = (m.parent(), m.file_name().and_then(|n| n.to_str()))
+                && let Ok(rel) = parent.strip_prefix(self.dir.path())
+            {
+                let pd = if rel.as_os_str().is_empty() {
+                    self.dir.try_clone()?
+                } else {
+                    self.dir.open_dir(rel, Resolve::STRICT)?
+                };
+                let _ = tmpfs::unmount_lazy(&pd, leaf);
+            }
+        }
+        let r = remove::remove_tree(&self.dir, &name)?;
+        report.files += r.files;
+        report.dirs += r.dirs;
+        if let Some(m) = r.mounts_skipped.first() {
+            return Err(DirError::UnsafeRoot {
+                path: m.clone(),
+                why: "a mount inside could not be detached".into(),
+            });
+        }
+        Ok(report)
+    }
+
+    /// Space and inode use of `uid`'s directory (`None` when it does not exist).
+    pub fn usage(&self, uid: u32) -> Result<Option<Usage>, DirError> {
+        let name = uid.to_string();
+        match self.dir.open_dir(&name, Resolve::STRICT) {
+            Ok(d) => Ok(Some(tmpfs::usage(d.fd(), d.path())?)),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `uid`'s directory is still the mount recorded (after a restart).
+    pub fn still_mounted(&self, uid: u32, mount_id: u64) -> bool {
+        self.dir
+            .open_dir(uid.to_string(), Resolve::STRICT)
+            .and_then(|d| d.mount_id())
+            .is_ok_and(|id| id == mount_id)
+    }
+}

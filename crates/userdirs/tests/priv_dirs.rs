@@ -1,0 +1,225 @@
+//! The effects on a real kernel, as root, in a private mount namespace with a tmpfs over /run:
+//! mount options read back from mountinfo, limits hit for real, everything a user (or a
+//! squatter) can leave in the way, and removal under attack.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+
+use runplane_sys::mountinfo;
+use runplane_testkit::{Setup, require_root, run_private};
+use runplane_userdirs::dirs::{DirError, MountPolicy, open_root};
+use runplane_userdirs::lifecycle::Backend;
+
+fn policy() -> MountPolicy {
+    MountPolicy {
+        noswap: true,
+        huge: None,
+        mpol: None,
+    }
+}
+
+fn mount_of(path: &Path) -> Option<mountinfo::MountInfo> {
+    mountinfo::read()
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == path)
+}
+
+#[test]
+fn priv_root_is_created_0755_root_and_unsafe_roots_are_refused() {
+    require_root!();
+    run_private(Setup::default(), |_| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        let md = std::fs::metadata("/run/user").unwrap();
+        assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (0, 0, 0o755));
+        assert_eq!(r.path(), Path::new("/run/user"));
+        std::os::unix::fs::chown("/run/user", Some(1000), None).unwrap();
+        let e = open_root(Path::new("/run/user")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "refusing to use /run/user: owned by 1000:0, not root:root"
+        );
+        std::os::unix::fs::chown("/run/user", Some(0), None).unwrap();
+        std::fs::set_permissions("/run/user", std::fs::Permissions::from_mode(0o775)).unwrap();
+        let e = open_root(Path::new("/run/user")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "refusing to use /run/user: mode 0775 is looser than 0755"
+        );
+        std::fs::remove_dir("/run/user").unwrap();
+        std::fs::create_dir("/run/elsewhere").unwrap();
+        symlink("/run/elsewhere", "/run/user").unwrap();
+        assert!(
+            matches!(open_root(Path::new("/run/user")), Err(DirError::UnsafeRoot { why, .. }) if why == "it is a symlink")
+        );
+        std::fs::remove_file("/run/user").unwrap();
+        std::fs::write("/run/user", b"").unwrap();
+        assert!(
+            open_root(Path::new("/run/user"))
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+    });
+}
+
+#[test]
+fn priv_user_dir_is_a_limited_tmpfs_with_exact_options() {
+    require_root!();
+    run_private(Setup::default(), |_| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        let (info, note) = r.create(1000, 1001, 1 << 20, 64, &policy()).unwrap();
+        assert_eq!(info.backend, Backend::Tmpfs);
+        assert_eq!(note, None);
+        let m = mount_of(Path::new("/run/user/1000")).expect("mounted");
+        assert_eq!(Some(m.id), info.mount_id);
+        assert_eq!(m.fstype, "tmpfs");
+        for (k, v) in [
+            ("mode", "700"),
+            ("uid", "1000"),
+            ("gid", "1001"),
+            ("size", "1024k"),
+            ("nr_inodes", "64"),
+        ] {
+            assert_eq!(m.option(k), Some(v), "{k} in {m:?}");
+        }
+        assert!(
+            m.has_option("nodev") && m.has_option("nosuid") && !m.has_option("noexec"),
+            "{m:?}"
+        );
+        assert_eq!(m.has_option("noswap"), r.kernel_noswap(), "{m:?}");
+        assert_eq!(info.noswap, r.kernel_noswap());
+        let md = std::fs::metadata("/run/user/1000").unwrap();
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o7777),
+            (1000, 1001, 0o700)
+        );
+        // The limits bite.
+        let mut f = std::fs::File::create("/run/user/1000/big").unwrap();
+        let err = (0..64)
+            .find_map(|_| f.write_all(&[0u8; 64 << 10]).err())
+            .expect("size limit");
+        assert_eq!(err.raw_os_error(), Some(28));
+        let u = r.usage(1000).unwrap().unwrap();
+        assert_eq!((u.bytes_total, u.inodes_total), (1 << 20, 64));
+        assert!(u.bytes_used >= (1 << 20) - (64 << 10), "{u:?}");
+        // uid 0 gets one too.
+        assert_eq!(
+            r.create(0, 0, 1 << 20, 64, &policy()).unwrap().0.backend,
+            Backend::Tmpfs
+        );
+        // Removal by numeric uid leaves nothing.
+        let rep = r.remove(1000).unwrap();
+        assert!(rep.files >= 1, "{rep:?}");
+        assert!(!Path::new("/run/user/1000").exists());
+        assert!(mount_of(Path::new("/run/user/1000")).is_none());
+        assert!(
+            r.remove(1000).unwrap().files == 0,
+            "removing a missing dir is fine"
+        );
+    });
+}
+
+#[test]
+fn priv_whatever_is_in_the_way_is_replaced_without_following_it() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        let outside = p.scratch.join("precious");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("f"), b"keep").unwrap();
+
+        // A symlink at the leaf: unlinked, never followed.
+        symlink(&outside, "/run/user/1000").unwrap();
+        let (info, note) = r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
+        assert_eq!(info.backend, Backend::Tmpfs);
+        assert!(note.unwrap().contains("replaced a Symlink"));
+        assert_eq!(
+            std::fs::metadata(&outside).unwrap().uid(),
+            0,
+            "chowned through the symlink"
+        );
+        assert_eq!(std::fs::read(outside.join("f")).unwrap(), b"keep");
+
+        // A file at the leaf.
+        std::fs::write("/run/user/1001", b"squat").unwrap();
+        assert!(
+            r.create(1001, 1001, 1 << 20, 64, &policy())
+                .unwrap()
+                .1
+                .unwrap()
+                .contains("replaced a File")
+        );
+
+        // A plain directory with content: mounted over, and the content goes at removal.
+        std::fs::create_dir("/run/user/1002").unwrap();
+        std::fs::write("/run/user/1002/old-secret", b"x").unwrap();
+        let (info, note) = r.create(1002, 1002, 1 << 20, 64, &policy()).unwrap();
+        assert_eq!(info.backend, Backend::Tmpfs);
+        assert!(note.unwrap().contains("already held files"));
+        assert!(
+            !Path::new("/run/user/1002/old-secret").exists(),
+            "hidden under the new tmpfs"
+        );
+        r.remove(1002).unwrap();
+        assert!(!Path::new("/run/user/1002").exists());
+
+        // A correct tmpfs in place is adopted; a foreign mount is replaced.
+        runplane_testkit::mount_tmpfs(
+            Path::new("/run/user/1003"),
+            "mode=0700,uid=1003,gid=1003,size=1m",
+        );
+        let (info, note) = r.create(1003, 1003, 1 << 20, 64, &policy()).unwrap();
+        assert_eq!(info.backend, Backend::Adopted);
+        assert!(note.unwrap().contains("adopted"));
+        runplane_testkit::mount_tmpfs(Path::new("/run/user/1004"), "mode=0755,uid=0,size=1m");
+        let (info, note) = r.create(1004, 1004, 1 << 20, 64, &policy()).unwrap();
+        assert_eq!(info.backend, Backend::Tmpfs);
+        assert!(note.unwrap().contains("detached a foreign mount"));
+        assert_eq!(std::fs::metadata("/run/user/1004").unwrap().uid(), 1004);
+    });
+}
+
+#[test]
+fn priv_removal_under_attack_touches_nothing_outside() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        let outside = p.scratch.join("precious");
+        std::fs::create_dir_all(outside.join("sub")).unwrap();
+        std::fs::write(outside.join("sub/f"), b"keep").unwrap();
+        r.create(1000, 1000, 4 << 20, 256, &policy()).unwrap();
+        let u = Path::new("/run/user/1000");
+        // What a user can plant: symlinks to outside, a dir renamed around, deep trees;
+        // what root can leave: a bind mount of something precious inside.
+        symlink(&outside, u.join("link-dir")).unwrap();
+        symlink(outside.join("sub/f"), u.join("link-file")).unwrap();
+        std::fs::create_dir_all(u.join("a/b/c")).unwrap();
+        std::fs::rename(u.join("a/b"), u.join("moved")).unwrap();
+        std::fs::create_dir(u.join("bind")).unwrap();
+        runplane_testkit::bind(&outside, &u.join("bind"));
+        std::fs::create_dir(u.join("nested-tmpfs")).unwrap();
+        runplane_testkit::mount_tmpfs(&u.join("nested-tmpfs"), "size=64k");
+        std::fs::write(u.join("nested-tmpfs/x"), b"y").unwrap();
+
+        let rep = r.remove(1000).unwrap();
+        let mut skipped: Vec<_> = rep
+            .mounts_skipped
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
+        skipped.sort();
+        assert_eq!(skipped, ["bind", "nested-tmpfs"], "{rep:?}");
+        assert!(!u.exists());
+        assert!(
+            mountinfo::read()
+                .unwrap()
+                .iter()
+                .all(|m| !m.mount_point.starts_with(u))
+        );
+        assert_eq!(std::fs::read(outside.join("sub/f")).unwrap(), b"keep");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+    });
+}
