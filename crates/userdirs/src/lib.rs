@@ -6,6 +6,8 @@
 //! - [`size`]: size specs (`"10%"`, `"64M"`) and limit arithmetic, container-aware.
 //! - [`lifecycle`]: the pure state machine: sessions, linger, lifetime policy, grace periods,
 //!   budget; requests in, actions out.
+//! - [`store`]: per-user records in the state directory, re-read after a restart.
+//! - [`procs`]: processes of a uid; other managers of `/run/user` (logind, elogind).
 //! - [`dirs`]: the effects on `/run/user` through runplane-sys (create, adopt, fall back, remove).
 //!
 //! Not here: the event loop, timers and pidfd watching (runplaned), the wire protocol
@@ -14,4 +16,6 @@
 pub mod config;
 pub mod dirs;
 pub mod lifecycle;
+pub mod procs;
 pub mod size;
+pub mod store;
