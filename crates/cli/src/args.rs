@@ -13,13 +13,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "runplane", version, about, long_about)]
 pub struct Cli {
     /// Control socket of the daemon [default: /run/runplane/control, or
-    /// $XDG_RUNTIME_DIR/runplane/control with --user].
+    /// $XDG_RUNTIME_DIR/runplane/control with --user-daemon].
     #[arg(long, global = true, env = "RUNPLANE_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
     /// Talk to the calling user's daemon (runplaned --user) instead of the system one.
     #[arg(long, global = true)]
-    pub user: bool,
+    pub user_daemon: bool,
 
     /// Give up on the daemon after this many seconds.
     #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS")]
@@ -45,11 +45,84 @@ pub enum Command {
     Ping(Output),
     /// Make the daemon re-read its configuration (root or the daemon's user).
     Reload(Output),
+    /// Logins and their runtime directories (/run/user/UID).
+    Session {
+        #[command(subcommand)]
+        what: Session,
+    },
+    /// Keep a user's runtime directory without logins (and bring it up at daemon start).
+    Linger {
+        #[command(subcommand)]
+        what: LingerCmd,
+    },
     /// Generate shell completions or man pages from this command's definition.
     Generate {
         #[command(subcommand)]
         what: Generate,
     },
+}
+
+/// A user, by name or by number.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct UserArg {
+    /// User name.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Numeric uid.
+    #[arg(long)]
+    pub uid: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Session {
+    /// List open sessions (all as root, your own otherwise).
+    List(Output),
+    /// Open a session: the user's runtime dir exists until the session ends (close, or the
+    /// leader process exits). Prints the directory (the value for XDG_RUNTIME_DIR).
+    Open {
+        #[command(flatten)]
+        who: UserArg,
+        /// The process that leads the session [default: this command's parent, the shell].
+        #[arg(long)]
+        pid: Option<i32>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Close a session by its id.
+    Close {
+        id: u64,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List the IPC objects (SysV shm, semaphores, message queues; POSIX shm and message
+    /// queues) that RemoveIPC would remove for USER.
+    Ipc {
+        #[arg(value_name = "USER")]
+        user: String,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LingerCmd {
+    /// Keep USER's runtime dir without logins.
+    Enable {
+        #[arg(value_name = "USER")]
+        user: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Let USER's runtime dir go with the last login again.
+    Disable {
+        #[arg(value_name = "USER")]
+        user: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List lingering users.
+    List(Output),
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,8 +4,10 @@
 
 mod args;
 mod generate;
+mod linger;
 mod ping;
 mod reload;
+mod session;
 mod status;
 
 use std::process::ExitCode;
@@ -46,7 +48,7 @@ pub fn connect(cli: &Cli) -> Result<Client, Failure> {
     let path = cli
         .socket
         .clone()
-        .unwrap_or_else(|| runplane::default_socket(cli.user));
+        .unwrap_or_else(|| runplane::default_socket(cli.user_daemon));
     let timeout = Duration::try_from_secs_f64(cli.timeout)
         .ok()
         .filter(|t| !t.is_zero())
@@ -80,6 +82,8 @@ fn main() -> ExitCode {
         Command::Status(o) => status::run(&cli, *o),
         Command::Ping(o) => ping::run(&cli, *o),
         Command::Reload(o) => reload::run(&cli, *o),
+        Command::Session { what } => session::run(&cli, what),
+        Command::Linger { what } => linger::run(&cli, what),
         Command::Generate { what } => generate::run(what),
     };
     match r {

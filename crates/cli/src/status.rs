@@ -9,6 +9,91 @@ use runplane_proto::{Mode, Status};
 use crate::args::{Cli, Output};
 use crate::{Failure, connect, print_json};
 
+/// Bytes in IEC units with one decimal.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+fn render_userdirs(st: &Status) -> String {
+    let Some(m) = &st.userdirs_manager else {
+        return String::new();
+    };
+    let mut out = String::from("\n");
+    if !m.managing {
+        out.push_str(&format!(
+            "userdirs: not managing {}: {}\n",
+            m.root,
+            m.reason.as_deref().unwrap_or("disabled")
+        ));
+        return out;
+    }
+    let budget = m.budget.map_or(String::new(), |b| {
+        format!(
+            ", budget {} of {} used",
+            human_bytes(m.budget_used),
+            human_bytes(b)
+        )
+    });
+    out.push_str(&format!(
+        "userdirs: {} ({} per user, {} inodes, lifetime {}, grace {}s, noswap {}{budget})\n",
+        m.root,
+        human_bytes(m.size_per_user),
+        m.inodes_per_user,
+        m.lifetime,
+        m.grace_ms as f64 / 1000.0,
+        if m.kernel_noswap {
+            "yes"
+        } else {
+            "unsupported by this kernel"
+        },
+    ));
+    if st.userdirs.is_empty() {
+        out.push_str("no user runtime dirs\n");
+        return out;
+    }
+    let mut t = Table::new();
+    t.load_style(NOTHING);
+    t.set_header(vec![
+        "USER", "UID", "STATE", "SESSIONS", "BACKEND", "USED", "LIMIT", "INODES", "LINGER",
+    ]);
+    for u in &st.userdirs {
+        let limit = if u.bytes_limit == 0 {
+            "-".to_owned()
+        } else {
+            human_bytes(u.bytes_limit)
+        };
+        let inodes = if u.inodes_limit == 0 {
+            u.inodes_used.to_string()
+        } else {
+            format!("{}/{}", u.inodes_used, u.inodes_limit)
+        };
+        t.add_row(vec![
+            u.user.clone(),
+            u.uid.to_string(),
+            u.state.clone(),
+            u.sessions.len().to_string(),
+            u.backend.clone(),
+            human_bytes(u.bytes_used),
+            limit,
+            inodes,
+            if u.linger { "yes".into() } else { "no".into() },
+        ]);
+    }
+    out.extend(t.to_string().lines().map(|l| l.trim().to_owned() + "\n"));
+    out
+}
+
 fn duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     match (d, h, m) {
@@ -59,10 +144,13 @@ pub fn render(st: &Status) -> String {
             Cell::new(d.config.pending_restart.join(", ")),
         ]);
     }
-    t.to_string()
+    let mut out: String = t
+        .to_string()
         .lines()
         .map(|l| l.trim().to_owned() + "\n")
-        .collect()
+        .collect();
+    out.push_str(&render_userdirs(st));
+    out
 }
 
 pub fn run(cli: &Cli, out: Output) -> Result<(), Failure> {
@@ -105,10 +193,13 @@ mod tests {
                     pending_restart: vec!["daemon.state".into()],
                 },
             },
+            userdirs_manager: None,
+            userdirs: vec![],
         };
         let out = render(&st);
         let rows: Vec<(String, String)> = out
             .lines()
+            .filter(|l| !l.is_empty())
             .map(|l| {
                 let (k, v) = l.split_once("  ").unwrap();
                 (k.trim().to_owned(), v.trim().to_owned())
@@ -136,6 +227,8 @@ mod tests {
             .collect();
         assert!(col.windows(2).all(|w| w[0] == w[1]), "{out}");
         assert_eq!(duration(59), "59s");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(10), "10 B");
         assert_eq!(duration(90000), "1d 1h");
     }
 }

@@ -85,8 +85,10 @@ fn completions_and_man_pages_are_generated_from_the_definition() {
         pages,
         [
             "runplane-generate.1",
+            "runplane-linger.1",
             "runplane-ping.1",
             "runplane-reload.1",
+            "runplane-session.1",
             "runplane-status.1",
             "runplane.1"
         ]

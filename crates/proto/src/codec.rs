@@ -49,6 +49,12 @@ fn no_args(op: &str, args: &Option<Value>) -> Result<(), ErrorReply> {
     }
 }
 
+fn args<T: serde::de::DeserializeOwned>(op: &str, args: Option<Value>) -> Result<T, ErrorReply> {
+    let v = args.unwrap_or(Value::Object(Default::default()));
+    serde_json::from_value(v)
+        .map_err(|e| ErrorReply::new(Code::EINVAL, format!("invalid arguments to '{op}': {e}")))
+}
+
 /// Decodes a request packet. On error, returns the request id if one could be read (else 0)
 /// with the error to send back.
 pub fn decode_request(bytes: &[u8]) -> Result<(u64, Request), (u64, ErrorReply)> {
@@ -101,10 +107,17 @@ pub fn decode_request(bytes: &[u8]) -> Result<(u64, Request), (u64, ErrorReply)>
             ErrorReply::new(Code::EPROTO, "malformed request: missing field `op`"),
         )
     })?;
+    let none = |req: Request| no_args(&op, &raw.args).map(|()| req);
     let req = match op.as_str() {
-        "ping" => Request::Ping,
-        "status" => Request::Status,
-        "reload" => Request::Reload,
+        "ping" => none(Request::Ping),
+        "status" => none(Request::Status),
+        "reload" => none(Request::Reload),
+        "session_list" => none(Request::SessionList),
+        "linger_list" => none(Request::LingerList),
+        "session_open" => args(&op, raw.args.clone()).map(Request::SessionOpen),
+        "session_close" => args(&op, raw.args.clone()).map(Request::SessionClose),
+        "linger" => args(&op, raw.args.clone()).map(Request::Linger),
+        "session_ipc" => args(&op, raw.args.clone()).map(Request::SessionIpc),
         other => {
             let shown: String = other.chars().take(64).collect();
             return Err((
@@ -113,8 +126,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<(u64, Request), (u64, ErrorReply)>
             ));
         }
     };
-    no_args(&op, &raw.args).map_err(|e| (id, e))?;
-    Ok((id, req))
+    req.map(|r| (id, r)).map_err(|e| (id, e))
 }
 
 /// Encodes a request packet.
@@ -123,7 +135,7 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
         v: VERSION,
         id,
         op: req.op(),
-        args: None,
+        args: req.args(),
     })
     .expect("request serializes")
 }
@@ -288,6 +300,22 @@ mod tests {
                 e.message
             );
         }
+        // Arguments are typed and strict.
+        let (id, e) =
+            decode_request(br#"{"v":1,"id":8,"op":"session_open","args":{"uid":"root"}}"#)
+                .unwrap_err();
+        assert_eq!((id, e.code), (8, Code::EINVAL));
+        assert!(
+            e.message.starts_with("invalid arguments to 'session_open'"),
+            "{}",
+            e.message
+        );
+        let (_, e) =
+            decode_request(br#"{"v":1,"id":8,"op":"session_close","args":{"id":1,"force":true}}"#)
+                .unwrap_err();
+        assert!(e.message.contains("unknown field `force`"), "{}", e.message);
+        let (_, e) = decode_request(br#"{"v":1,"id":8,"op":"session_close"}"#).unwrap_err();
+        assert!(e.message.contains("missing field `id`"), "{}", e.message);
         let big = vec![b' '; MAX_MESSAGE + 1];
         assert_eq!(decode_request(&big).unwrap_err().1.code, Code::E2BIG);
     }
@@ -309,8 +337,18 @@ mod tests {
         }
 
         #[test]
-        fn requests_round_trip(id in any::<u64>(), which in 0..3u8) {
-            let req = [Request::Ping, Request::Status, Request::Reload][which as usize].clone();
+        fn requests_round_trip(id in any::<u64>(), which in 0..9u8, uid in any::<u32>(), pid in any::<i32>(), name in "[a-z_][a-z0-9_-]{0,30}", on in any::<bool>()) {
+            let req = [
+                Request::Ping,
+                Request::Status,
+                Request::Reload,
+                Request::SessionList,
+                Request::LingerList,
+                Request::SessionOpen(crate::SessionOpen { user: Some(name.clone()), uid: None, pid: Some(pid) }),
+                Request::SessionClose(crate::SessionClose { id }),
+                Request::Linger(crate::Linger { user: None, uid: Some(uid), enable: on }),
+                Request::SessionIpc(crate::UserRef { user: Some(name), uid: None }),
+            ][which as usize].clone();
             prop_assert_eq!(decode_request(&encode_request(id, &req)).unwrap(), (id, req));
         }
 

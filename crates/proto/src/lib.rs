@@ -33,12 +33,17 @@
 mod codec;
 mod error;
 mod status;
+mod userdirs;
 
 pub use codec::{
     MAX_MESSAGE, VERSION, decode_request, decode_response, encode_request, encode_response,
 };
 pub use error::{Code, ErrorReply};
 pub use status::{ConfigStatus, DaemonStatus, Mode, Pong, Status};
+pub use userdirs::{
+    IpcObject, Linger, LingerState, SessionClose, SessionClosed, SessionInfo, SessionOpen,
+    SessionOpened, UserRef, UserdirStatus, UserdirsManager,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,13 +52,30 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     /// `ping`: liveness and version. Anyone may ask. Answer: [`Pong`].
     Ping,
-    /// `status`: the whole plane as the daemon sees it. Anyone may ask (it holds no secrets;
-    /// per-user details added by later capabilities are filtered by uid). Answer: [`Status`].
+    /// `status`: the whole plane as the daemon sees it. Anyone may ask; a non-root caller sees
+    /// only its own user's entries in per-user sections. Answer: [`Status`].
     Status,
     /// `reload`: re-read the configuration file, as on SIGHUP. Root and the daemon's own uid
     /// only. Answer: [`ConfigStatus`] after the reload; a bad file is an `EINVAL` error and the
     /// last good configuration stays.
     Reload,
+    /// `session_open`: a login of a user, led by a process (default: the caller). Root may open
+    /// for anyone; another caller only for its own uid with a leader of its own uid. Answer:
+    /// [`SessionOpened`].
+    SessionOpen(SessionOpen),
+    /// `session_close`: the end of a login. Root, or the session's own user. Answer:
+    /// [`SessionClosed`].
+    SessionClose(SessionClose),
+    /// `session_list`: open sessions (a non-root caller sees its own). Answer: `[SessionInfo]`.
+    SessionList,
+    /// `linger`: keep a user's directory without sessions (`enable`), or stop. Root; a user for
+    /// itself when `userdirs.self_linger` is on. Answer: [`LingerState`].
+    Linger(Linger),
+    /// `linger_list`: users with linger on. Anyone. Answer: `[LingerState]`.
+    LingerList,
+    /// `session_ipc`: the IPC objects RemoveIPC would remove for a user. Root or that user.
+    /// Answer: `[IpcObject]`.
+    SessionIpc(UserRef),
 }
 
 impl Request {
@@ -63,7 +85,29 @@ impl Request {
             Request::Ping => "ping",
             Request::Status => "status",
             Request::Reload => "reload",
+            Request::SessionOpen(_) => "session_open",
+            Request::SessionClose(_) => "session_close",
+            Request::SessionList => "session_list",
+            Request::Linger(_) => "linger",
+            Request::LingerList => "linger_list",
+            Request::SessionIpc(_) => "session_ipc",
         }
+    }
+
+    /// The `args` object on the wire, if the operation takes arguments.
+    pub fn args(&self) -> Option<serde_json::Value> {
+        let v = match self {
+            Request::SessionOpen(a) => serde_json::to_value(a),
+            Request::SessionClose(a) => serde_json::to_value(a),
+            Request::Linger(a) => serde_json::to_value(a),
+            Request::SessionIpc(a) => serde_json::to_value(a),
+            Request::Ping
+            | Request::Status
+            | Request::Reload
+            | Request::SessionList
+            | Request::LingerList => return None,
+        };
+        Some(v.expect("arguments serialize"))
     }
 }
 

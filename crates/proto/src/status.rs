@@ -59,4 +59,10 @@ pub struct DaemonStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub daemon: DaemonStatus,
+    /// Whether and how `/run/user` is managed (absent from daemons without the capability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userdirs_manager: Option<crate::UserdirsManager>,
+    /// One entry per user directory.
+    #[serde(default)]
+    pub userdirs: Vec<crate::UserdirStatus>,
 }

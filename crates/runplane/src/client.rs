@@ -219,6 +219,47 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `session_open`: a login of `user` (name or uid) led by `pid` (default: this process).
+    pub fn session_open(
+        &mut self,
+        args: runplane_proto::SessionOpen,
+    ) -> Result<runplane_proto::SessionOpened, ClientError> {
+        self.typed(&Request::SessionOpen(args))
+    }
+
+    /// `session_close`: the end of session `id`.
+    pub fn session_close(&mut self, id: u64) -> Result<runplane_proto::SessionClosed, ClientError> {
+        self.typed(&Request::SessionClose(runplane_proto::SessionClose { id }))
+    }
+
+    /// `session_list`: open sessions (a non-root caller sees its own).
+    pub fn session_list(&mut self) -> Result<Vec<runplane_proto::SessionInfo>, ClientError> {
+        self.typed(&Request::SessionList)
+    }
+
+    /// `linger`: turn linger on or off for a user.
+    pub fn linger(
+        &mut self,
+        args: runplane_proto::Linger,
+    ) -> Result<runplane_proto::LingerState, ClientError> {
+        self.typed(&Request::Linger(args))
+    }
+
+    /// `linger_list`: users with linger on.
+    pub fn linger_list(&mut self) -> Result<Vec<runplane_proto::LingerState>, ClientError> {
+        self.typed(&Request::LingerList)
+    }
+
+    /// `session_ipc`: what RemoveIPC would remove for a user.
+    pub fn session_ipc(
+        &mut self,
+        user: runplane_proto::UserRef,
+    ) -> Result<Vec<runplane_proto::IpcObject>, ClientError> {
+        self.typed(&Request::SessionIpc(user))
+    }
+}
+
 impl From<ErrorReply> for ClientError {
     fn from(e: ErrorReply) -> Self {
         ClientError::Daemon(e)

@@ -24,6 +24,10 @@ pub struct Args {
     /// (s6 readiness notification). NOTIFY_SOCKET (sd_notify) is honoured as well.
     #[arg(long, value_name = "N")]
     pub ready_fd: Option<i32>,
+
+    /// Manage /run/user even though systemd-logind or elogind runs (they would fight over it).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// What the command line resolves to.
@@ -33,6 +37,7 @@ pub struct Setup {
     pub source: Source,
     pub defaults: Defaults,
     pub ready_fd: Option<i32>,
+    pub force: bool,
 }
 
 /// Parses the command line; `--help` and `--version` print and exit 0, errors exit 100.
@@ -78,6 +83,7 @@ impl Args {
             source,
             defaults,
             ready_fd: self.ready_fd,
+            force: self.force,
         })
     }
 }

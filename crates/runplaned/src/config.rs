@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use runplane_userdirs::config::{RawUserdirs, UserdirsConfig};
+
 /// System daemon (root, `/run`) or one user's (`$XDG_RUNTIME_DIR`).
 pub use runplane_proto::Mode;
 
@@ -24,6 +26,7 @@ pub const SYSTEM_CONFIG: &str = "/etc/runplane/runplane.toml";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    pub userdirs: UserdirsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +41,8 @@ pub struct DaemonConfig {
 struct RawConfig {
     #[serde(default)]
     daemon: RawDaemon,
+    #[serde(default)]
+    userdirs: RawUserdirs,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +117,7 @@ impl Config {
                 state: d.state.clone(),
                 max_clients: 256,
             },
+            userdirs: UserdirsConfig::default(),
         }
     }
 
@@ -153,6 +159,15 @@ impl Config {
                 *slot = p;
             }
         }
+        c.userdirs = UserdirsConfig::from_raw(raw.userdirs).map_err(|(key, message)| {
+            let (line, col) = locate_key(text, "userdirs", key);
+            ConfigError {
+                file: file.to_owned(),
+                line,
+                col,
+                message,
+            }
+        })?;
         if let Some(n) = raw.daemon.max_clients {
             if !(1..=4096).contains(&n) {
                 return Err(err(
@@ -173,6 +188,12 @@ impl Config {
         }
         if self.daemon.state != new.daemon.state {
             v.push("daemon.state".to_owned());
+        }
+        if self.userdirs.root != new.userdirs.root {
+            v.push("userdirs.root".to_owned());
+        }
+        if self.userdirs.linger_dir != new.userdirs.linger_dir {
+            v.push("userdirs.linger_dir".to_owned());
         }
         v
     }
@@ -231,6 +252,25 @@ mod tests {
     }
 
     #[test]
+    fn userdirs_section_is_read() {
+        let c = Config::parse(
+            "[userdirs]\nsize = \"64M\"\nlifetime = \"sessions\"\ngrace = \"0\"\n",
+            "f",
+            &sys(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.userdirs.size,
+            runplane_userdirs::size::SizeSpec::Bytes(64 << 20)
+        );
+        assert_eq!(
+            c.userdirs.lifetime,
+            runplane_userdirs::config::Lifetime::Sessions
+        );
+        assert_eq!(c.userdirs.grace, std::time::Duration::ZERO);
+    }
+
+    #[test]
     fn values_are_read() {
         let c = Config::parse(
             "[daemon]\ncontrol = \"/x/c\"\nstate = \"/x\"\nmax_clients = 3\n",
@@ -269,6 +309,18 @@ mod tests {
                 "f.toml:2:1: daemon.state must be an absolute path, not \"run/x\"",
             ),
             ("[daemon\n", "f.toml:1:8:"),
+            (
+                "[userdirs]\nsize = \"10%\"\ngrace = \"soon\"\n",
+                "f.toml:3:1: userdirs.grace: \"soon\" is not a duration",
+            ),
+            (
+                "[userdirs]\nlifetime = \"forever\"\n",
+                "f.toml:2:12: unknown variant `forever`",
+            ),
+            (
+                "[userdirs]\nnoswapp = true\n",
+                "f.toml:2:1: unknown field `noswapp`",
+            ),
         ];
         for (text, want) in cases {
             let e = Config::parse(text, "f.toml", &sys())

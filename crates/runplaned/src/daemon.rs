@@ -18,6 +18,7 @@ use crate::config::{self, Config};
 use crate::control;
 use crate::readiness;
 use crate::state::StateDir;
+use crate::userdirs::{Event, Userdirs};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -48,6 +49,7 @@ pub struct Daemon {
     loaded: Mutex<Loaded>,
     clients: AtomicU32,
     requests: AtomicU64,
+    userdirs: Userdirs,
 }
 
 impl Daemon {
@@ -74,9 +76,12 @@ impl Daemon {
         self.loaded().config.daemon.max_clients
     }
 
-    /// The whole plane as the daemon sees it.
-    pub fn status(&self) -> Status {
+    /// The whole plane as the daemon sees it (per-user entries filtered to `cred` unless root).
+    pub fn status(&self, cred: Cred) -> Status {
+        let (mgr, users) = self.userdirs.status(cred);
         Status {
+            userdirs_manager: Some(mgr),
+            userdirs: users,
             daemon: DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 pid: self.pid,
@@ -106,6 +111,10 @@ impl Daemon {
                     running.daemon.control = self.control.clone();
                     running.daemon.state = self.state.clone();
                     l.pending_restart = running.restart_only_changes(&new);
+                    // userdirs.root and linger_dir were fixed at start too.
+                    l.pending_restart.retain(|k| !k.starts_with("userdirs."));
+                    l.pending_restart
+                        .extend(self.userdirs.reconfigure(&new.userdirs));
                     l.config = new;
                     l.path = path;
                     l.generation += 1;
@@ -145,7 +154,22 @@ impl Daemon {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 pid: self.pid,
             }),
-            Request::Status => serde_json::to_value(self.status()),
+            Request::Status => serde_json::to_value(self.status(cred)),
+            Request::SessionOpen(a) => {
+                serde_json::to_value(self.userdirs.open(a.clone(), cred).await?)
+            }
+            Request::SessionClose(a) => serde_json::to_value(self.userdirs.close(a.id, cred)?),
+            Request::SessionList => serde_json::to_value(self.userdirs.list(cred)?),
+            Request::Linger(a) => {
+                serde_json::to_value(self.userdirs.linger(a.clone(), cred).await?)
+            }
+            Request::LingerList => serde_json::to_value(self.userdirs.linger_list()?),
+            Request::SessionIpc(_) => {
+                return Err(ErrorReply::new(
+                    Code::ENOSYS,
+                    "session_ipc is not implemented yet",
+                ));
+            }
             Request::Reload => {
                 if !self.may_administer(cred) {
                     return Err(ErrorReply::new(
@@ -166,6 +190,55 @@ impl Daemon {
             }
         };
         v.map_err(|e| ErrorReply::new(Code::EIO, format!("unable to encode the answer: {e}")))
+    }
+}
+
+/// One connection's share of `daemon.clients`, released when dropped (also on a panic).
+struct ClientSlot(Arc<Daemon>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The userdirs capability: managed in system mode unless another manager runs (and no
+/// `--force`) or `/run/user` is unsafe; each refusal is logged and shown in status.
+fn start_userdirs(
+    setup: &Setup,
+    config: &Config,
+    state: &StateDir,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+) -> Userdirs {
+    let root = config.userdirs.root.clone();
+    if setup.mode == runplane_proto::Mode::User {
+        return Userdirs::disabled(
+            root,
+            "a user daemon does not manage other users' runtime dirs".into(),
+        );
+    }
+    if let Some((name, pid)) =
+        runplane_userdirs::procs::other_manager(std::path::Path::new("/proc"))
+    {
+        if !setup.force {
+            let why = format!(
+                "{name} (pid {pid}) manages {}; start runplaned with --force to take over",
+                root.display()
+            );
+            tracing::error!("not managing user runtime dirs: {why}");
+            return Userdirs::disabled(root, why);
+        }
+        tracing::warn!(
+            "{name} (pid {pid}) runs, but --force: managing {} anyway",
+            root.display()
+        );
+    }
+    match Userdirs::start(config.userdirs.clone(), state.dir(), events) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!("not managing user runtime dirs: {e}");
+            Userdirs::disabled(root, e)
+        }
     }
 }
 
@@ -190,6 +263,8 @@ pub async fn run(setup: Setup, config: Config, config_path: Option<PathBuf>) -> 
         .map_err(|e| Fatal::system(format!("unable to catch SIGHUP: {e}")))?;
 
     let state = StateDir::open(&state_path, mode)?;
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let userdirs = start_userdirs(&setup, &config, &state, events_tx);
     let listener = control::bind(&control_path, mode)?;
     let daemon = Arc::new(Daemon {
         setup,
@@ -208,6 +283,7 @@ pub async fn run(setup: Setup, config: Config, config_path: Option<PathBuf>) -> 
         }),
         clients: AtomicU32::new(0),
         requests: AtomicU64::new(0),
+        userdirs,
     });
     tracing::info!(
         mode = if mode == runplane_proto::Mode::System { "system" } else { "user" },
@@ -229,6 +305,7 @@ pub async fn run(setup: Setup, config: Config, config_path: Option<PathBuf>) -> 
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            Some(ev) = events.recv() => daemon.userdirs.handle(ev),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 readiness::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", readiness::monotonic_usec()));
@@ -244,10 +321,11 @@ pub async fn run(setup: Setup, config: Config, config_path: Option<PathBuf>) -> 
                         continue;
                     }
                     daemon.clients.fetch_add(1, Ordering::Relaxed);
-                    let d = daemon.clone();
+                    let slot = ClientSlot(daemon.clone());
                     tokio::spawn(async move {
-                        control::serve(conn, cred, d.clone()).await;
-                        d.clients.fetch_sub(1, Ordering::Relaxed);
+                        // The slot is released on drop, even if serving panics.
+                        control::serve(conn, cred, slot.0.clone()).await;
+                        drop(slot);
                     });
                 }
                 Err(e) => {

@@ -14,6 +14,7 @@ mod daemon;
 mod logging;
 mod readiness;
 mod state;
+mod userdirs;
 
 use std::process::ExitCode;
 

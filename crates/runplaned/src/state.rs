@@ -86,6 +86,10 @@ impl StateDir {
         Ok(StateDir { dir, _lock: lock })
     }
 
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
     /// Removes the pid file at a clean stop (the lock goes with the process).
     pub fn close(self) {
         if let Err(e) = self.dir.unlink(PID_FILE) {

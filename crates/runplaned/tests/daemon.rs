@@ -440,7 +440,12 @@ fn user_mode_lives_in_the_runtime_dir_and_refuses_a_bad_one() {
         std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777,
         0o600
     );
-    let out = run(&common::cli(), &["--user", "status", "--json"], &env, None);
+    let out = run(
+        &common::cli(),
+        &["--user-daemon", "status", "--json"],
+        &env,
+        None,
+    );
     let st = json(&out);
     assert_eq!(st["daemon"]["mode"], "user");
     assert_eq!(st["daemon"]["config"]["path"], serde_json::Value::Null);

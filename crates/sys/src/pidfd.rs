@@ -19,13 +19,15 @@ pub struct Process {
 }
 
 fn pid_of(pid: i32) -> Result<Pid> {
-    Pid::from_raw(pid).ok_or_else(|| {
-        Error::errno(
+    // Pid::from_raw debug-asserts on negative numbers: check first, since pids come from peers.
+    match Pid::from_raw(pid.max(0)) {
+        Some(p) if pid > 0 => Ok(p),
+        _ => Err(Error::errno(
             "open pidfd for",
             format_args!("pid {pid}"),
-            rustix::io::Errno::INVAL,
-        )
-    })
+            rustix::io::Errno::SRCH,
+        )),
+    }
 }
 
 /// The start time of `pid` in clock ticks since boot, from `/proc/<pid>/stat`.
@@ -227,6 +229,14 @@ mod tests {
             child.try_wait().unwrap_err().raw_os_error(),
             Some(libc::ECHILD)
         );
+        for bad in [0, -1, -5, i32::MIN] {
+            assert_eq!(
+                Process::open(bad).unwrap_err().raw_os_error(),
+                Some(libc::ESRCH),
+                "{bad}"
+            );
+            assert!(Process::open_checked(bad, 1).unwrap().is_none());
+        }
         let e = Process::open(i32::MAX).unwrap_err();
         assert!(
             e.to_string()

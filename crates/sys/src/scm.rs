@@ -129,6 +129,9 @@ pub fn send(
         control.push(SendAncillaryMessage::ScmRights(fds));
     }
     if let Some(c) = cred {
+        if c.pid <= 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         let pid = rustix::process::Pid::from_raw(c.pid)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         control.push(SendAncillaryMessage::ScmCredentials(UCred {

@@ -2,6 +2,7 @@
 //! takes over from systemd-logind's user-runtime-dir, elogind, turnstile, pam_rundir and
 //! dumb_runtime_dir.
 //!
+//! - [`accounts`]: user lookups (NSS), run off the event loop by the daemon.
 //! - [`config`]: `[userdirs]` of runplane.toml, validated.
 //! - [`size`]: size specs (`"10%"`, `"64M"`) and limit arithmetic, container-aware.
 //! - [`lifecycle`]: the pure state machine: sessions, linger, lifetime policy, grace periods,
@@ -13,6 +14,7 @@
 //! Not here: the event loop, timers and pidfd watching (runplaned), the wire protocol
 //! (runplane-proto), PAM (pam_runplane).
 
+pub mod accounts;
 pub mod config;
 pub mod dirs;
 pub mod lifecycle;

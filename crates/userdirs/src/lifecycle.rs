@@ -21,12 +21,6 @@ use crate::config::Lifetime;
 /// A session id, unique for the daemon's state directory (never reused after a restart).
 pub type SessionId = u64;
 
-/// The first session id of a daemon started at `start_ms` (Unix milliseconds): 1024 ids per
-/// millisecond of the previous run's uptime before two runs could overlap.
-pub fn id_floor(start_ms: u64) -> SessionId {
-    start_ms.saturating_mul(1024)
-}
-
 /// The process a session belongs to, identified across pid reuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leader {
@@ -173,9 +167,9 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// A table whose session ids start at `id_floor`. Pass [`id_floor`] of the daemon's
-    /// start time, so that ids stay unique across restarts without being persisted: a stale
-    /// close from before a restart can never end a newer session.
+    /// A table whose session ids start at `id_floor`. The daemon persists a reservation above
+    /// every id it hands out (see `store::IdReservation`), so that ids stay unique across
+    /// restarts: a stale close from before a restart can never end a newer session.
     pub fn new(policy: Policy, id_floor: SessionId) -> Lifecycle {
         Lifecycle {
             policy,
@@ -183,6 +177,11 @@ impl Lifecycle {
             sessions: BTreeMap::new(),
             next_id: id_floor.max(1),
         }
+    }
+
+    /// The id the next session will get.
+    pub fn next_id(&self) -> SessionId {
+        self.next_id
     }
 
     pub fn policy(&self) -> &Policy {
@@ -713,7 +712,7 @@ mod tests {
 
     #[test]
     fn restore_readopts_live_sessions_resumes_grace_and_unpins_dead() {
-        let mut l = Lifecycle::new(policy(Lifetime::Sessions), id_floor(1));
+        let mut l = Lifecycle::new(policy(Lifetime::Sessions), 1);
         let (a, _) = l.open(1, 1, "live", leader(10), 0).unwrap();
         let (_b, _) = l.open(2, 2, "dead", leader(20), 0).unwrap();
         let (c, _) = l.open(3, 3, "grace", leader(30), 0).unwrap();
@@ -723,7 +722,9 @@ mod tests {
             .map(|u| (u.clone(), l.sessions_of(u.uid)))
             .collect();
 
-        let mut r = Lifecycle::new(policy(Lifetime::Sessions), id_floor(2));
+        // The daemon starts the new table at its on-disk reservation, which is above every id
+        // handed out (here: the old table's next id).
+        let mut r = Lifecycle::new(policy(Lifetime::Sessions), l.next_id());
         let acts = r.restore(records, |s| s.leader.pid == 10, 5_000);
         assert_eq!(r.user(1).unwrap().phase, Phase::Active);
         assert!(r.session(a).is_some());

@@ -14,6 +14,12 @@ use crate::lifecycle::{Session, User};
 /// Largest record read back (a user with thousands of sessions fits easily).
 const MAX_RECORD: usize = 4 << 20;
 
+/// Where the session-id reservation is kept (not a `.json` record).
+const ID_FILE: &str = "next-session-id";
+
+/// How many ids one reservation covers: one write per this many sessions.
+pub const ID_BLOCK: u64 = 1024;
+
 /// A user and its sessions, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -43,6 +49,20 @@ impl Store {
 
     pub fn path(&self) -> PathBuf {
         self.dir.path().to_owned()
+    }
+
+    /// The session-id reservation: every id below it may have been handed out already.
+    pub fn id_reservation(&self) -> runplane_sys::Result<u64> {
+        let d = read_file(&self.dir, ID_FILE, 64)?.unwrap_or_default();
+        Ok(std::str::from_utf8(&d)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1))
+    }
+
+    /// Records that ids below `until` may be handed out (written before any of them is).
+    pub fn reserve_ids(&self, until: u64) -> runplane_sys::Result<()> {
+        write_atomic(&self.dir, ID_FILE, format!("{until}\n").as_bytes(), 0o600)
     }
 
     pub fn save(&self, user: &User, sessions: Vec<Session>) -> runplane_sys::Result<()> {
@@ -163,6 +183,14 @@ mod tests {
                 .any(|p| p.contains("1002.json") && p.contains("kept as 1002.json.corrupt"))
         );
         assert!(t.path().join("users/1002.json.corrupt").exists());
+        assert_eq!(s.id_reservation().unwrap(), 1);
+        s.reserve_ids(2048).unwrap();
+        assert_eq!(s.id_reservation().unwrap(), 2048);
+        assert_eq!(
+            s.load().unwrap().0.len(),
+            2,
+            "the reservation is not a record"
+        );
         s.delete(1000).unwrap();
         s.delete(1000).unwrap();
         assert_eq!(s.load().unwrap().0.len(), 1);

@@ -1,0 +1,141 @@
+//! Requests and answers of the userdirs capability (`session_*`, `linger*`) and its `status`
+//! sections.
+
+use serde::{Deserialize, Serialize};
+
+/// Who a request is about: a user name or a numeric uid (exactly one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+}
+
+/// `session_open` arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionOpen {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The session leader; default: the caller itself (`SO_PEERCRED` pid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+}
+
+/// `session_open` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionOpened {
+    pub id: u64,
+    pub uid: u32,
+    pub user: String,
+    /// `/run/user/<uid>`: the value for `XDG_RUNTIME_DIR`.
+    pub path: String,
+    pub backend: String,
+    /// Whether this login created the directory.
+    pub created: bool,
+}
+
+/// `session_close` arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionClose {
+    pub id: u64,
+}
+
+/// `session_close` answer: what the user's directory does now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClosed {
+    pub id: u64,
+    pub uid: u32,
+    /// Sessions of the user still open.
+    pub remaining: u32,
+    /// The user's state after the close (`active`, `lingering`, `waiting-for-processes`,
+    /// `grace`), or `removed`.
+    pub state: String,
+}
+
+/// One session in `session_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub uid: u32,
+    pub user: String,
+    pub leader_pid: i32,
+    /// Unix milliseconds.
+    pub opened_at: u64,
+}
+
+/// `linger` arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Linger {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    pub enable: bool,
+}
+
+/// A user's linger setting (`linger` answer, `linger_list` entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LingerState {
+    pub user: String,
+    pub uid: Option<u32>,
+    pub enabled: bool,
+}
+
+/// One IPC object of a user (`session_ipc` answer entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpcObject {
+    /// `shm`, `sem`, `msg` (SysV), `posix-shm`, `mqueue`.
+    pub kind: String,
+    /// SysV id or file name.
+    pub id: String,
+    pub bytes: Option<u64>,
+}
+
+/// One user's directory in `status.userdirs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserdirStatus {
+    pub user: String,
+    pub uid: u32,
+    pub path: String,
+    /// `tmpfs`, `adopted`, `fallback-dir`, or `creating`.
+    pub backend: String,
+    /// The mount's options as the kernel shows them (empty for a plain directory).
+    pub options: String,
+    pub bytes_used: u64,
+    pub bytes_limit: u64,
+    pub inodes_used: u64,
+    pub inodes_limit: u64,
+    pub sessions: Vec<u64>,
+    pub linger: bool,
+    /// `active`, `lingering`, `grace`, `waiting-for-processes`.
+    pub state: String,
+    /// For `grace`: Unix milliseconds of the removal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_at: Option<u64>,
+}
+
+/// `status.userdirs_manager`: whether and how this daemon manages `/run/user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserdirsManager {
+    pub root: String,
+    pub managing: bool,
+    /// Why not, when not managing (another manager, user mode, an unsafe root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Whether the kernel's tmpfs has `noswap`.
+    pub kernel_noswap: bool,
+    pub lifetime: String,
+    pub grace_ms: u64,
+    pub size_per_user: u64,
+    pub inodes_per_user: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+    pub budget_used: u64,
+}

@@ -1,0 +1,842 @@
+//! Wiring of the userdirs capability into the daemon: requests are authorized here, the pure
+//! [`Lifecycle`] decides, and its actions are carried out here (effects through
+//! `runplane_userdirs::dirs`, records through `store`, watchers and timers as tokio tasks that
+//! report back through [`Event`]s).
+//!
+//! Watching: each session's leader by its pidfd (readable when it exits); after the last
+//! session with `lifetime = "processes"`, every process of the uid by pidfd, re-scanning
+//! `/proc` when the last one exits; grace periods by a timer per user. uid 0 always has
+//! processes (this daemon among them), so for root `processes` behaves as `sessions`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::Interest;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::AbortHandle;
+
+use runplane_proto::{
+    Code, ErrorReply, Linger, LingerState, SessionClosed, SessionInfo, SessionOpen, SessionOpened,
+    UserdirStatus, UserdirsManager,
+};
+use runplane_sys::dir::Dir;
+use runplane_sys::pidfd::Process;
+use runplane_sys::scm::Cred;
+use runplane_userdirs::accounts::{self, Account, LookupError};
+use runplane_userdirs::config::{Lifetime, UserdirsConfig};
+use runplane_userdirs::dirs::{MountPolicy, Root};
+use runplane_userdirs::lifecycle::{
+    Action, Backend, Leader, Lifecycle, Phase, Policy, Refusal, SessionId,
+};
+use runplane_userdirs::size;
+use runplane_userdirs::store::Store;
+
+/// What watchers and timers report.
+#[derive(Debug)]
+pub enum Event {
+    LeaderExited(SessionId),
+    ProcessesGone(u32),
+    GraceExpired { uid: u32, generation: u64 },
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn err(code: Code, msg: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(code, msg)
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Tmpfs => "tmpfs",
+        Backend::Adopted => "adopted",
+        Backend::FallbackDir => "fallback-dir",
+    }
+}
+
+/// Limits and timing from the configuration, sizes resolved against this machine's memory.
+pub fn policy_of(cfg: &UserdirsConfig) -> Policy {
+    let mem = size::system_memory().unwrap_or(1 << 30);
+    let per_user = size::resolve(cfg.size, mem);
+    Policy {
+        lifetime: cfg.lifetime,
+        grace_ms: cfg.grace.as_millis() as u64,
+        size: per_user,
+        inodes: cfg.inodes.unwrap_or_else(|| size::default_inodes(per_user)),
+        budget: cfg.budget.map(|b| size::resolve(b, mem)),
+        min_size: cfg.min_size,
+    }
+}
+
+fn mount_policy(cfg: &UserdirsConfig) -> MountPolicy {
+    MountPolicy {
+        noswap: cfg.noswap,
+        huge: cfg.huge.clone(),
+        mpol: cfg.mpol.clone(),
+    }
+}
+
+struct Inner {
+    /// Session ids below this are reserved on disk.
+    reserved: u64,
+    cfg: UserdirsConfig,
+    mount: MountPolicy,
+    root: Root,
+    store: Store,
+    lc: Lifecycle,
+    leaders: HashMap<SessionId, AbortHandle>,
+    watchers: HashMap<u32, AbortHandle>,
+    timers: HashMap<u32, AbortHandle>,
+    events: UnboundedSender<Event>,
+}
+
+/// The capability as the daemon runs it: managing `/run/user`, or not (and why not).
+pub struct Userdirs {
+    root_path: PathBuf,
+    reason: Option<String>,
+    inner: Option<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for Userdirs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Userdirs")
+            .field("root", &self.root_path)
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+impl Userdirs {
+    /// A daemon that does not manage user dirs, with the reason shown in status and errors.
+    pub fn disabled(root: PathBuf, reason: String) -> Userdirs {
+        Userdirs {
+            root_path: root,
+            reason: Some(reason),
+            inner: None,
+        }
+    }
+
+    /// Opens `/run/user` and the records, restores sessions that are still alive, resumes
+    /// grace periods, and brings up lingering users. Must run inside the tokio runtime.
+    pub fn start(
+        cfg: UserdirsConfig,
+        state: &Dir,
+        events: UnboundedSender<Event>,
+    ) -> Result<Userdirs, String> {
+        let root = runplane_userdirs::dirs::open_root(&cfg.root).map_err(|e| e.to_string())?;
+        let store = Store::open(state).map_err(|e| e.to_string())?;
+        // Ids below the reservation may have been handed out before a crash: start above it.
+        let floor = store.id_reservation().map_err(|e| e.to_string())?;
+        let lc = Lifecycle::new(policy_of(&cfg), floor);
+        let mut inner = Inner {
+            reserved: floor,
+            mount: mount_policy(&cfg),
+            cfg,
+            root,
+            store,
+            lc,
+            leaders: HashMap::new(),
+            watchers: HashMap::new(),
+            timers: HashMap::new(),
+            events,
+        };
+        if !inner.root.kernel_noswap() && inner.cfg.noswap {
+            tracing::warn!(
+                "this kernel's tmpfs has no noswap (Linux >= 6.4): user dirs may be swapped out"
+            );
+        }
+        inner.restore();
+        // Restored ids may lie above the stored reservation (records are written last).
+        inner.reserve_id()?;
+        inner.bring_up_lingering();
+        let root_path = inner.cfg.root.clone();
+        Ok(Userdirs {
+            root_path,
+            reason: None,
+            inner: Some(Mutex::new(inner)),
+        })
+    }
+
+    fn inner(&self) -> Result<std::sync::MutexGuard<'_, Inner>, ErrorReply> {
+        match &self.inner {
+            Some(m) => Ok(m.lock().unwrap_or_else(|p| p.into_inner())),
+            None => Err(err(
+                Code::EBUSY,
+                format!(
+                    "runplaned does not manage {}: {}",
+                    self.root_path.display(),
+                    self.reason.as_deref().unwrap_or("disabled")
+                ),
+            )),
+        }
+    }
+
+    /// Applies a reloaded configuration: limits and timing now, root and linger dir at restart.
+    pub fn reconfigure(&self, cfg: &UserdirsConfig) -> Vec<String> {
+        let Ok(mut i) = self.inner() else {
+            return vec![];
+        };
+        let mut pending = Vec::new();
+        if cfg.root != i.cfg.root {
+            pending.push("userdirs.root".to_owned());
+        }
+        i.lc.set_policy(policy_of(cfg));
+        i.mount = mount_policy(cfg);
+        let (root, linger_dir) = (i.cfg.root.clone(), i.cfg.linger_dir.clone());
+        i.cfg = cfg.clone();
+        i.cfg.root = root;
+        if cfg.linger_dir != linger_dir {
+            pending.push("userdirs.linger_dir".to_owned());
+            i.cfg.linger_dir = linger_dir;
+        }
+        pending
+    }
+
+    /// Handles a report of a watcher or a timer.
+    pub fn handle(&self, ev: Event) {
+        let Ok(mut i) = self.inner() else { return };
+        let now = now_ms();
+        let actions = match ev {
+            Event::LeaderExited(id) => {
+                i.leaders.remove(&id);
+                match i.lc.close(id, now) {
+                    Ok(a) => {
+                        tracing::info!(session = id, "session ended: its leader exited");
+                        a
+                    }
+                    Err(_) => vec![], // closed meanwhile
+                }
+            }
+            Event::ProcessesGone(uid) => {
+                i.watchers.remove(&uid);
+                i.lc.processes_gone(uid, now)
+            }
+            Event::GraceExpired { uid, generation } => {
+                i.timers.remove(&uid);
+                i.lc.grace_expired(uid, generation, now)
+            }
+        };
+        let _ = i.execute(actions);
+    }
+
+    /// `session_open`.
+    pub async fn open(&self, req: SessionOpen, cred: Cred) -> Result<SessionOpened, ErrorReply> {
+        drop(self.inner()?); // refuse early when not managing
+        let account = lookup(req.user.clone(), req.uid).await?;
+        let pid = req.pid.unwrap_or(cred.pid);
+        let leader = Process::open(pid).map_err(|e| match e.raw_os_error() {
+            Some(c) if c == libc_esrch() => err(
+                Code::ENOENT,
+                format!("no process {pid} to lead the session"),
+            ),
+            _ => err(Code::EIO, e.to_string()),
+        })?;
+        if cred.uid != 0 {
+            if account.uid != cred.uid {
+                return Err(err(
+                    Code::EPERM,
+                    format!(
+                        "uid {} may open sessions only for itself, not for uid {}",
+                        cred.uid, account.uid
+                    ),
+                ));
+            }
+            let owner =
+                runplane_sys::pidfd::uid_of(pid).map_err(|e| err(Code::ENOENT, e.to_string()))?;
+            if owner != cred.uid {
+                return Err(err(
+                    Code::EPERM,
+                    format!(
+                        "process {pid} belongs to uid {owner}: uid {} may only lead its sessions with its own processes",
+                        cred.uid
+                    ),
+                ));
+            }
+        }
+        let mut i = self.inner()?;
+        let existed = i.lc.user(account.uid).is_some_and(|u| u.dir.is_some());
+        i.reserve_id().map_err(|e| err(Code::EIO, e))?;
+        let lead = Leader {
+            pid,
+            start_time: leader.start_time(),
+        };
+        let (id, actions) =
+            i.lc.open(account.uid, account.gid, &account.name, lead, now_ms())
+                .map_err(|r| match r {
+                    Refusal::Budget { .. } => err(Code::ENOSPC, r.to_string()),
+                    Refusal::NoSuchSession(_) => err(Code::EIO, r.to_string()),
+                })?;
+        i.execute(actions).map_err(|e| err(Code::EIO, e))?;
+        let Some(u) = i.lc.user(account.uid) else {
+            return Err(err(
+                Code::EIO,
+                format!(
+                    "unable to create the runtime directory of uid {}",
+                    account.uid
+                ),
+            ));
+        };
+        let backend = u
+            .dir
+            .map_or("creating", |d| backend_name(d.backend))
+            .to_owned();
+        let path = i.root.user_path(account.uid).display().to_string();
+        i.watch_leader(id, leader);
+        tracing::info!(session = id, uid = account.uid, pid, "session opened");
+        Ok(SessionOpened {
+            id,
+            uid: account.uid,
+            user: account.name,
+            path,
+            backend,
+            created: !existed,
+        })
+    }
+
+    /// `session_close`.
+    pub fn close(&self, id: SessionId, cred: Cred) -> Result<SessionClosed, ErrorReply> {
+        let mut i = self.inner()?;
+        let s =
+            i.lc.session(id)
+                .cloned()
+                .ok_or_else(|| err(Code::ENOENT, format!("no session {id}")))?;
+        if cred.uid != 0 && cred.uid != s.uid {
+            return Err(err(
+                Code::EPERM,
+                format!(
+                    "session {id} belongs to uid {}, not to uid {}",
+                    s.uid, cred.uid
+                ),
+            ));
+        }
+        if let Some(h) = i.leaders.remove(&id) {
+            h.abort();
+        }
+        let actions =
+            i.lc.close(id, now_ms())
+                .map_err(|e| err(Code::ENOENT, e.to_string()))?;
+        let _ = i.execute(actions);
+        tracing::info!(session = id, uid = s.uid, "session closed");
+        let (remaining, state) = match i.lc.user(s.uid) {
+            Some(u) => (u.sessions.len() as u32, u.phase.name().to_owned()),
+            None => (0, "removed".to_owned()),
+        };
+        Ok(SessionClosed {
+            id,
+            uid: s.uid,
+            remaining,
+            state,
+        })
+    }
+
+    /// `session_list`.
+    pub fn list(&self, cred: Cred) -> Result<Vec<SessionInfo>, ErrorReply> {
+        let i = self.inner()?;
+        Ok(i.lc
+            .sessions()
+            .filter(|s| cred.uid == 0 || s.uid == cred.uid)
+            .map(|s| SessionInfo {
+                id: s.id,
+                uid: s.uid,
+                user: i.lc.user(s.uid).map(|u| u.name.clone()).unwrap_or_default(),
+                leader_pid: s.leader.pid,
+                opened_at: s.opened_at,
+            })
+            .collect())
+    }
+
+    /// `linger`.
+    pub async fn linger(&self, req: Linger, cred: Cred) -> Result<LingerState, ErrorReply> {
+        let self_linger = self.inner()?.cfg.self_linger;
+        let account = lookup(req.user.clone(), req.uid).await?;
+        if cred.uid != 0 && !(self_linger && cred.uid == account.uid) {
+            let why = if self_linger {
+                "only for itself"
+            } else {
+                "not at all (userdirs.self_linger is off)"
+            };
+            return Err(err(
+                Code::EPERM,
+                format!("uid {} may change linger {why}", cred.uid),
+            ));
+        }
+        if !accounts::valid_user_name(&account.name) {
+            return Err(err(
+                Code::EINVAL,
+                format!("{:?} cannot be a linger file name", account.name),
+            ));
+        }
+        let mut i = self.inner()?;
+        i.write_linger_file(&account.name, req.enable)
+            .map_err(|e| err(Code::EIO, e))?;
+        let actions =
+            i.lc.set_linger(
+                account.uid,
+                account.gid,
+                &account.name,
+                req.enable,
+                now_ms(),
+            )
+            .map_err(|r| err(Code::ENOSPC, r.to_string()))?;
+        i.execute(actions).map_err(|e| err(Code::EIO, e))?;
+        tracing::info!(uid = account.uid, enabled = req.enable, "linger changed");
+        Ok(LingerState {
+            user: account.name,
+            uid: Some(account.uid),
+            enabled: req.enable,
+        })
+    }
+
+    /// `linger_list`: the names in the linger directory.
+    pub fn linger_list(&self) -> Result<Vec<LingerState>, ErrorReply> {
+        let i = self.inner()?;
+        let names = i.linger_names().map_err(|e| err(Code::EIO, e))?;
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let uid = i.lc.users().find(|u| u.name == name).map(|u| u.uid);
+                LingerState {
+                    user: name,
+                    uid,
+                    enabled: true,
+                }
+            })
+            .collect())
+    }
+
+    /// `status.userdirs_manager` and `status.userdirs` (filtered to `cred`'s uid unless root).
+    pub fn status(&self, cred: Cred) -> (UserdirsManager, Vec<UserdirStatus>) {
+        let Some(m) = &self.inner else {
+            let mgr = UserdirsManager {
+                root: self.root_path.display().to_string(),
+                managing: false,
+                reason: self.reason.clone(),
+                kernel_noswap: runplane_sys::tmpfs::kernel_has_noswap().unwrap_or(false),
+                lifetime: String::new(),
+                grace_ms: 0,
+                size_per_user: 0,
+                inodes_per_user: 0,
+                budget: None,
+                budget_used: 0,
+            };
+            return (mgr, vec![]);
+        };
+        let i = m.lock().unwrap_or_else(|p| p.into_inner());
+        let p = i.lc.policy();
+        let mgr = UserdirsManager {
+            root: i.cfg.root.display().to_string(),
+            managing: true,
+            reason: None,
+            kernel_noswap: i.root.kernel_noswap(),
+            lifetime: match p.lifetime {
+                Lifetime::Processes => "processes".into(),
+                Lifetime::Sessions => "sessions".into(),
+            },
+            grace_ms: p.grace_ms,
+            size_per_user: p.size,
+            inodes_per_user: p.inodes,
+            budget: p.budget,
+            budget_used: i.lc.users().map(|u| u.size).sum(),
+        };
+        let mounts = runplane_sys::mountinfo::read().unwrap_or_default();
+        let users =
+            i.lc.users()
+                .filter(|u| cred.uid == 0 || u.uid == cred.uid)
+                .map(|u| {
+                    let usage = i.root.usage(u.uid).ok().flatten().unwrap_or_default();
+                    let options = u
+                        .dir
+                        .and_then(|d| d.mount_id)
+                        .and_then(|id| mounts.iter().find(|m| m.id == id))
+                        .map(|m| format!("{},{}", m.mount_options, m.super_options))
+                        .unwrap_or_default();
+                    UserdirStatus {
+                        user: u.name.clone(),
+                        uid: u.uid,
+                        path: i.root.user_path(u.uid).display().to_string(),
+                        backend: u
+                            .dir
+                            .map_or("creating", |d| backend_name(d.backend))
+                            .to_owned(),
+                        options,
+                        bytes_used: usage.bytes_used,
+                        bytes_limit: if u.dir.is_some_and(|d| d.backend == Backend::FallbackDir) {
+                            0
+                        } else {
+                            u.size
+                        },
+                        inodes_used: usage.inodes_used,
+                        inodes_limit: if u.dir.is_some_and(|d| d.backend == Backend::FallbackDir) {
+                            0
+                        } else {
+                            u.inodes
+                        },
+                        sessions: u.sessions.iter().copied().collect(),
+                        linger: u.linger,
+                        state: u.phase.name().to_owned(),
+                        remove_at: match u.phase {
+                            Phase::Grace { deadline } => Some(deadline),
+                            _ => None,
+                        },
+                    }
+                })
+                .collect();
+        (mgr, users)
+    }
+}
+
+fn libc_esrch() -> i32 {
+    rustix::io::Errno::SRCH.raw_os_error()
+}
+
+/// NSS lookups may block (LDAP, sssd): off the event loop.
+async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, ErrorReply> {
+    let r = tokio::task::spawn_blocking(move || accounts::lookup(user.as_deref(), uid))
+        .await
+        .map_err(|e| err(Code::EIO, format!("user lookup failed: {e}")))?;
+    r.map_err(|e| match e {
+        LookupError::Ambiguous => err(Code::EINVAL, e.to_string()),
+        LookupError::Nss { .. } => err(Code::EIO, e.to_string()),
+        _ => err(Code::ENOENT, e.to_string()),
+    })
+}
+
+impl Inner {
+    /// Persists a new block of session ids before the next one is handed out.
+    fn reserve_id(&mut self) -> Result<(), String> {
+        if self.lc.next_id() < self.reserved {
+            return Ok(());
+        }
+        let until = self.lc.next_id() + runplane_userdirs::store::ID_BLOCK;
+        self.store.reserve_ids(until).map_err(|e| e.to_string())?;
+        self.reserved = until;
+        Ok(())
+    }
+
+    /// Carries out actions, feeding results back into the lifecycle. Returns the first error
+    /// of a directory creation (the lifecycle has then dropped the user).
+    fn execute(&mut self, actions: Vec<Action>) -> Result<(), String> {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        let mut failure = None;
+        while let Some(a) = queue.pop_front() {
+            match a {
+                Action::Create {
+                    uid,
+                    gid,
+                    size,
+                    inodes,
+                } => match self.root.create(uid, gid, size, inodes, &self.mount) {
+                    Ok((info, note)) => {
+                        if let Some(n) = note {
+                            tracing::warn!(uid, "{n}");
+                        }
+                        tracing::info!(
+                            uid,
+                            backend = backend_name(info.backend),
+                            size,
+                            inodes,
+                            "created {}",
+                            self.root.user_path(uid).display()
+                        );
+                        queue.extend(self.lc.created(uid, info));
+                    }
+                    Err(e) => {
+                        tracing::error!(uid, "{e}");
+                        failure.get_or_insert(e.to_string());
+                        for id in self
+                            .lc
+                            .user(uid)
+                            .map(|u| u.sessions.clone())
+                            .unwrap_or_default()
+                        {
+                            if let Some(h) = self.leaders.remove(&id) {
+                                h.abort();
+                            }
+                        }
+                        queue.extend(self.lc.create_failed(uid));
+                    }
+                },
+                Action::Persist { uid } => {
+                    if let Some(u) = self.lc.user(uid)
+                        && let Err(e) = self.store.save(u, self.lc.sessions_of(uid))
+                    {
+                        tracing::error!(uid, "{e}");
+                    }
+                }
+                Action::WatchProcesses { uid } => self.watch_processes(uid),
+                Action::UnwatchProcesses { uid } => {
+                    if let Some(h) = self.watchers.remove(&uid) {
+                        h.abort();
+                    }
+                }
+                Action::ArmGrace {
+                    uid,
+                    generation,
+                    deadline,
+                } => self.arm(uid, generation, deadline),
+                Action::Remove { uid, dir } => self.remove(uid, dir.is_some()),
+            }
+        }
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    fn remove(&mut self, uid: u32, existed: bool) {
+        for m in [&mut self.watchers, &mut self.timers] {
+            if let Some(h) = m.remove(&uid) {
+                h.abort();
+            }
+        }
+        match self.root.remove(uid) {
+            Ok(r) => {
+                if existed {
+                    for m in &r.mounts_skipped {
+                        tracing::info!(uid, "detached {} with the runtime dir", m.display());
+                    }
+                    tracing::info!(
+                        uid,
+                        files = r.files,
+                        dirs = r.dirs,
+                        "removed {}",
+                        self.root.user_path(uid).display()
+                    );
+                }
+            }
+            Err(e) => tracing::error!(
+                uid,
+                "unable to remove {}: {e}",
+                self.root.user_path(uid).display()
+            ),
+        }
+        if let Err(e) = self.store.delete(uid) {
+            tracing::error!(uid, "{e}");
+        }
+    }
+
+    fn watch_leader(&mut self, id: SessionId, leader: Process) {
+        let tx = self.events.clone();
+        let pid = leader.pid();
+        let h = tokio::spawn(async move {
+            match runplane_sys::asyncfd::register_with_interest(
+                leader.into_fd(),
+                Interest::READABLE,
+            ) {
+                Ok(fd) => {
+                    let _ = fd.readable().await;
+                }
+                Err(e) => {
+                    tracing::error!(session = id, pid, "unable to watch the session leader: {e}")
+                }
+            }
+            let _ = tx.send(Event::LeaderExited(id));
+        });
+        self.leaders.insert(id, h.abort_handle());
+    }
+
+    fn watch_processes(&mut self, uid: u32) {
+        let tx = self.events.clone();
+        let h = tokio::spawn(async move {
+            loop {
+                if uid == 0 {
+                    break;
+                }
+                let pids = tokio::task::spawn_blocking(move || {
+                    runplane_userdirs::procs::pids_of(std::path::Path::new("/proc"), uid)
+                })
+                .await
+                .unwrap_or_default();
+                if pids.is_empty() {
+                    break;
+                }
+                tracing::debug!(
+                    uid,
+                    count = pids.len(),
+                    "waiting for processes of the uid to exit"
+                );
+                let mut fds = Vec::new();
+                for pid in pids {
+                    if let Ok(p) = Process::open(pid)
+                        && let Ok(fd) = runplane_sys::asyncfd::register_with_interest(
+                            p.into_fd(),
+                            Interest::READABLE,
+                        )
+                    {
+                        fds.push(fd);
+                    }
+                }
+                for fd in &fds {
+                    let _ = fd.readable().await;
+                }
+            }
+            let _ = tx.send(Event::ProcessesGone(uid));
+        });
+        if let Some(old) = self.watchers.insert(uid, h.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    fn arm(&mut self, uid: u32, generation: u64, deadline: u64) {
+        let tx = self.events.clone();
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
+        let h = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = tx.send(Event::GraceExpired { uid, generation });
+        });
+        if let Some(old) = self.timers.insert(uid, h.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// Re-adopts what the records say, keeping live sessions and their directories.
+    fn restore(&mut self) {
+        let (records, problems) = match self.store.load() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("unable to read the userdirs records: {e}");
+                return;
+            }
+        };
+        for p in problems {
+            tracing::error!("unreadable userdirs record: {p}");
+        }
+        let mut live: HashMap<SessionId, Process> = HashMap::new();
+        let mut missing_dirs = Vec::new();
+        let mut recs = Vec::new();
+        for r in records {
+            for s in &r.sessions {
+                if let Ok(Some(p)) = Process::open_checked(s.leader.pid, s.leader.start_time) {
+                    live.insert(s.id, p);
+                }
+            }
+            let intact = match r.user.dir {
+                Some(d) if d.backend == Backend::FallbackDir => {
+                    self.root.usage(r.user.uid).ok().flatten().is_some()
+                }
+                Some(d) => d
+                    .mount_id
+                    .is_some_and(|m| self.root.still_mounted(r.user.uid, m)),
+                None => false,
+            };
+            if !intact {
+                missing_dirs.push((r.user.uid, r.user.gid, r.user.size, r.user.inodes));
+            }
+            recs.push((r.user, r.sessions));
+        }
+        let n = recs.len();
+        let actions = self
+            .lc
+            .restore(recs, |s| live.contains_key(&s.id), now_ms());
+        for (id, p) in live {
+            if self.lc.session(id).is_some() {
+                self.watch_leader(id, p);
+            }
+        }
+        let mut recreate = Vec::new();
+        for (uid, gid, size, inodes) in missing_dirs {
+            if self.lc.user(uid).is_some() {
+                tracing::warn!(
+                    uid,
+                    "{} vanished while runplaned was down: making it again",
+                    self.root.user_path(uid).display()
+                );
+                recreate.push(Action::Create {
+                    uid,
+                    gid,
+                    size,
+                    inodes,
+                });
+            }
+        }
+        if n > 0 {
+            tracing::info!(
+                users = n,
+                sessions = self.lc.sessions().count(),
+                "re-adopted runtime dirs from the state directory"
+            );
+        }
+        let _ = self.execute(recreate);
+        let _ = self.execute(actions);
+    }
+
+    fn linger_dir(&self, create: bool) -> Result<Option<Dir>, String> {
+        let p = &self.cfg.linger_dir;
+        if create {
+            std::fs::create_dir_all(p)
+                .map_err(|e| format!("unable to create {}: {e}", p.display()))?;
+        }
+        match Dir::open(p) {
+            Ok(d) => Ok(Some(d)),
+            Err(e)
+                if !create && e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn linger_names(&self) -> Result<Vec<String>, String> {
+        let Some(d) = self.linger_dir(false)? else {
+            return Ok(vec![]);
+        };
+        let mut names: Vec<String> = d
+            .entries()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|e| e.name.into_string().ok())
+            .filter(|n| accounts::valid_user_name(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn write_linger_file(&self, name: &str, on: bool) -> Result<(), String> {
+        let d = self.linger_dir(on)?;
+        match (d, on) {
+            (Some(d), true) => {
+                runplane_sys::atomic::write_atomic(&d, name, b"", 0o644).map_err(|e| e.to_string())
+            }
+            (Some(d), false) => match d.unlink(name) {
+                Err(e) if e.raw_os_error() != Some(rustix::io::Errno::NOENT.raw_os_error()) => {
+                    Err(e.to_string())
+                }
+                _ => Ok(()),
+            },
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// Lingering users' directories exist from daemon start.
+    fn bring_up_lingering(&mut self) {
+        let names = match self.linger_names() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("unable to read the linger directory: {e}");
+                return;
+            }
+        };
+        for name in names {
+            match accounts::lookup(Some(&name), None) {
+                Ok(a) => match self.lc.set_linger(a.uid, a.gid, &a.name, true, now_ms()) {
+                    Ok(actions) => {
+                        let _ = self.execute(actions);
+                    }
+                    Err(r) => tracing::error!(
+                        uid = a.uid,
+                        "unable to bring up lingering user {name}: {r}"
+                    ),
+                },
+                Err(e) => {
+                    tracing::warn!("linger file {}/{name}: {e}", self.cfg.linger_dir.display())
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! User runtime directories through the real daemon, as root, each test in its own mount
+//! namespace with a tmpfs over /run and a private passwd/group (never the host's /run/user or
+//! users). Leaders are real processes; independent tools (findmnt) check the results.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, run};
+use runplane::{Client, ClientError};
+use runplane_proto::{Code, Linger, SessionOpen, Status};
+use runplane_sys::pidfd::ExitStatus;
+use runplane_sys::spawn::Credentials;
+use runplane_testkit::{Setup, Users, require_root, run_private};
+
+const SOCK: &str = "/run/runplane/control";
+
+fn users(n: u32) -> Setup {
+    Setup {
+        users: Some(Users::numbered("u", 2000, n)),
+        ..Default::default()
+    }
+}
+
+fn config(p: &runplane_testkit::Private, userdirs: &str) -> String {
+    let path = p.scratch.join("runplane.toml");
+    std::fs::write(
+        &path,
+        format!("[userdirs]\nlinger_dir = \"/run/.testkit/linger\"\n{userdirs}"),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// The daemon on a test config. `--force`: the test has its own /run, so a systemd-logind
+/// of the host (or the fake one of the detection test, visible through the shared /proc)
+/// manages nothing the test uses.
+fn start(cfg: &str) -> Daemon {
+    Daemon::start(&["--config", cfg, "--force"], &[])
+}
+
+fn client() -> Client {
+    Client::connect(SOCK, Duration::from_secs(10)).unwrap()
+}
+
+fn status() -> Status {
+    client().status().unwrap()
+}
+
+fn sleeper() -> Child {
+    Command::new("sleep").arg("300").spawn().unwrap()
+}
+
+fn open(uid: u32, pid: u32) -> runplane_proto::SessionOpened {
+    client()
+        .session_open(SessionOpen {
+            user: None,
+            uid: Some(uid),
+            pid: Some(pid as i32),
+        })
+        .unwrap()
+}
+
+fn state_of(uid: u32) -> Option<String> {
+    status()
+        .userdirs
+        .into_iter()
+        .find(|u| u.uid == uid)
+        .map(|u| u.state)
+}
+
+/// Polls `cond` for up to 10 s.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn kill(mut c: Child) {
+    c.kill().unwrap();
+    c.wait().unwrap();
+}
+
+#[test]
+fn priv_login_logout_lifecycle_with_session_lifetime() {
+    require_root!();
+    run_private(users(2), |p| {
+        let cfg = config(
+            p,
+            "size = \"4M\"\ninodes = 100\nlifetime = \"sessions\"\ngrace = \"300ms\"\n",
+        );
+        let d = start(&cfg);
+        let (a, b) = (sleeper(), sleeper());
+        let s1 = open(2000, a.id());
+        assert_eq!(
+            (
+                s1.path.as_str(),
+                s1.backend.as_str(),
+                s1.created,
+                s1.user.as_str()
+            ),
+            ("/run/user/2000", "tmpfs", true, "u0")
+        );
+        let s2 = open(2000, b.id());
+        assert!(!s2.created);
+        // Independent check: findmnt sees the tmpfs with the exact options.
+        let out = run(
+            Path::new("/usr/bin/findmnt"),
+            &["-n", "-o", "FSTYPE,OPTIONS", "/run/user/2000"],
+            &[],
+            None,
+        );
+        assert!(out.stdout.starts_with("tmpfs"), "{}", out.stdout);
+        for opt in [
+            "nosuid",
+            "nodev",
+            "size=4096k",
+            "nr_inodes=100",
+            "mode=700",
+            "uid=2000",
+            "gid=2000",
+        ] {
+            assert!(out.stdout.contains(opt), "{opt} missing: {}", out.stdout);
+        }
+        let st = status();
+        let u = &st.userdirs[0];
+        assert_eq!(
+            (
+                u.bytes_limit,
+                u.inodes_limit,
+                u.sessions.len(),
+                u.state.as_str()
+            ),
+            (4 << 20, 100, 2, "active")
+        );
+        assert!(u.options.contains("mode=700"), "{}", u.options);
+        // A leader dying ends its session; the other keeps the dir.
+        kill(a);
+        eventually("the dead leader's session ends", || {
+            status().userdirs[0].sessions.len() == 1
+        });
+        // The last close starts the grace period; the dir goes when it expires.
+        let closed = client().session_close(s2.id).unwrap();
+        assert_eq!((closed.remaining, closed.state.as_str()), (0, "grace"));
+        assert!(Path::new("/run/user/2000").exists());
+        eventually("the dir is removed after the grace period", || {
+            !Path::new("/run/user/2000").exists()
+        });
+        assert!(status().userdirs.is_empty());
+        kill(b);
+        assert_eq!(d.stop(), ExitStatus::Exited(0));
+    });
+}
+
+#[test]
+fn priv_login_in_grace_cancels_removal() {
+    require_root!();
+    run_private(users(1), |p| {
+        let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"1s\"\n");
+        let _d = start(&cfg);
+        let a = sleeper();
+        let s = open(2000, a.id());
+        std::fs::write("/run/user/2000/keep", b"x").unwrap();
+        client().session_close(s.id).unwrap();
+        assert_eq!(state_of(2000).as_deref(), Some("grace"));
+        let s2 = open(2000, a.id());
+        assert!(!s2.created);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            std::fs::read("/run/user/2000/keep").unwrap(),
+            b"x",
+            "removed despite a login in grace"
+        );
+        assert_eq!(state_of(2000).as_deref(), Some("active"));
+        kill(a);
+    });
+}
+
+#[test]
+fn priv_processes_lifetime_keeps_the_dir_while_a_process_of_the_user_runs() {
+    require_root!();
+    run_private(users(2), |p| {
+        let cfg = config(p, "lifetime = \"processes\"\ngrace = \"0\"\n");
+        let _d = start(&cfg);
+        // A "tmux" of u0 left behind after logout: a process running as uid 2000.
+        let leader = sleeper();
+        let s = open(2000, leader.id());
+        let tmux = runplane_sys::spawn::Spawn::new("/bin/sleep")
+            .arg("300")
+            .credentials(Credentials {
+                uid: 2000,
+                gid: 2000,
+                groups: vec![],
+            })
+            .spawn()
+            .unwrap();
+        client().session_close(s.id).unwrap();
+        eventually("the user waits for its processes", || {
+            state_of(2000).as_deref() == Some("waiting-for-processes")
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            Path::new("/run/user/2000").exists(),
+            "removed under a running process"
+        );
+        tmux.signal(rustix::process::Signal::KILL).unwrap();
+        tmux.wait().unwrap();
+        eventually("the dir goes once the last process exited", || {
+            !Path::new("/run/user/2000").exists()
+        });
+        kill(leader);
+    });
+}
+
+#[test]
+fn priv_unprivileged_peers_are_confined_to_themselves() {
+    require_root!();
+    run_private(users(2), |p| {
+        let cfg = config(p, "");
+        let _d = start(&cfg);
+        let u0 = Some(Credentials {
+            uid: 2000,
+            gid: 2000,
+            groups: vec![],
+        });
+        let cli = common::cli();
+        // u0 asking for u1: refused, clear reason, exit 1.
+        let out = run(
+            &cli,
+            &["session", "open", "--uid", "2001", "--pid", "1"],
+            &[],
+            u0.clone(),
+        );
+        assert_eq!(out.status, ExitStatus::Exited(1), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("uid 2000 may open sessions only for itself, not for uid 2001"),
+            "{}",
+            out.stderr
+        );
+        // u0 for itself but led by a root process: refused.
+        let root_proc = sleeper();
+        let out = run(
+            &cli,
+            &[
+                "session",
+                "open",
+                "--user",
+                "u0",
+                "--pid",
+                &root_proc.id().to_string(),
+            ],
+            &[],
+            u0.clone(),
+        );
+        assert_eq!(out.status, ExitStatus::Exited(1), "{}", out.stderr);
+        assert!(out.stderr.contains("belongs to uid 0"), "{}", out.stderr);
+        // u0 for itself, led by its own shell: allowed; the dir appears; it sees only itself.
+        let out = run(
+            Path::new("/bin/sh"),
+            &[
+                "-c",
+                &format!(
+                    "{} session open --user u0 --json && {} status --json",
+                    cli.display(),
+                    cli.display()
+                ),
+            ],
+            &[],
+            u0.clone(),
+        );
+        assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr);
+        // The shell (the leader) has exited by now, so the session ends by itself.
+        let root_s = open(2001, root_proc.id());
+        let out = run(&cli, &["status", "--json"], &[], u0.clone());
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert!(
+            v["userdirs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|u| u["uid"] == 2000),
+            "u0 sees another user: {v}"
+        );
+        let out = run(
+            &cli,
+            &["session", "close", &root_s.id.to_string()],
+            &[],
+            u0.clone(),
+        );
+        assert_eq!(out.status, ExitStatus::Exited(1));
+        assert!(
+            out.stderr.contains(&format!(
+                "session {} belongs to uid 2001, not to uid 2000",
+                root_s.id
+            )),
+            "{}",
+            out.stderr
+        );
+        let out = run(&cli, &["linger", "enable", "u0"], &[], u0.clone());
+        assert_eq!(out.status, ExitStatus::Exited(1));
+        assert!(
+            out.stderr.contains("userdirs.self_linger is off"),
+            "{}",
+            out.stderr
+        );
+        // Malformed and hostile arguments: clear errors, the daemon keeps serving.
+        let mut c = client();
+        for (bytes, code) in [
+            (
+                &br#"{"v":1,"id":1,"op":"session_open","args":{"uid":2000,"pid":-5}}"#[..],
+                Code::ENOENT,
+            ),
+            (
+                br#"{"v":1,"id":2,"op":"session_open","args":{"user":"nosuch"}}"#,
+                Code::ENOENT,
+            ),
+            (
+                br#"{"v":1,"id":3,"op":"session_open","args":{"user":"u0","uid":2000}}"#,
+                Code::EINVAL,
+            ),
+            (
+                br#"{"v":1,"id":4,"op":"session_close","args":{"id":99999999}}"#,
+                Code::ENOENT,
+            ),
+            (
+                br#"{"v":1,"id":5,"op":"linger","args":{"user":"u0"}}"#,
+                Code::EINVAL,
+            ),
+        ] {
+            let r = runplane_proto::decode_response(&c.call_raw(bytes).unwrap()).unwrap();
+            assert_eq!(
+                r.result.unwrap_err().code,
+                code,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        c.ping().unwrap();
+        kill(root_proc);
+    });
+}
+
+#[test]
+fn priv_linger_keeps_dirs_across_logout_and_daemon_restart() {
+    require_root!();
+    run_private(users(2), |p| {
+        let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+        let d = start(&cfg);
+        let st = client()
+            .linger(Linger {
+                user: Some("u1".into()),
+                uid: None,
+                enable: true,
+            })
+            .unwrap();
+        assert_eq!((st.uid, st.enabled), (Some(2001), true));
+        assert!(Path::new("/run/.testkit/linger/u1").exists());
+        assert!(
+            Path::new("/run/user/2001").exists(),
+            "linger brings the dir up at once"
+        );
+        assert_eq!(state_of(2001).as_deref(), Some("lingering"));
+        let a = sleeper();
+        let s = open(2001, a.id());
+        client().session_close(s.id).unwrap();
+        assert_eq!(state_of(2001).as_deref(), Some("lingering"));
+        assert_eq!(
+            client()
+                .linger_list()
+                .unwrap()
+                .iter()
+                .map(|l| l.user.as_str())
+                .collect::<Vec<_>>(),
+            ["u1"]
+        );
+        // A fresh daemon (after a clean stop and a wiped state dir) brings lingering users up.
+        assert_eq!(d.stop(), ExitStatus::Exited(0));
+        assert!(
+            Path::new("/run/user/2001").exists(),
+            "SIGTERM keeps every dir"
+        );
+        runplane_sys::remove::remove_tree(
+            &runplane_sys::dir::Dir::open("/run").unwrap(),
+            "runplane",
+        )
+        .unwrap();
+        runplane_sys::remove::remove_tree(
+            &runplane_sys::dir::Dir::open("/run/user").unwrap(),
+            "2001",
+        )
+        .unwrap();
+        let _d = start(&cfg);
+        assert!(
+            Path::new("/run/user/2001").exists(),
+            "lingering user not brought up at start"
+        );
+        // Disabling linger without sessions lets the dir go.
+        client()
+            .linger(Linger {
+                user: Some("u1".into()),
+                uid: None,
+                enable: false,
+            })
+            .unwrap();
+        eventually("the dir goes after linger is disabled", || {
+            !Path::new("/run/user/2001").exists()
+        });
+        assert!(!Path::new("/run/.testkit/linger/u1").exists());
+        kill(a);
+    });
+}
+
+#[test]
+fn priv_restart_readopts_live_sessions_and_removes_dead_ones() {
+    require_root!();
+    run_private(users(3), |p| {
+        let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"2s\"\n");
+        let d = start(&cfg);
+        let (live, dies) = (sleeper(), sleeper());
+        let s_live = open(2000, live.id());
+        open(2001, dies.id());
+        let g = sleeper();
+        let s_grace = open(2002, g.id());
+        client().session_close(s_grace.id).unwrap();
+        d.kill9();
+        kill(dies); // dies while the daemon is down
+        let _d = start(&cfg);
+        let st = status();
+        let get = |uid: u32| st.userdirs.iter().find(|u| u.uid == uid).cloned();
+        assert_eq!(
+            get(2000).map(|u| (u.state, u.sessions)),
+            Some(("active".into(), vec![s_live.id]))
+        );
+        assert_eq!(get(2001).map(|u| u.state), Some("grace".into()));
+        assert_eq!(get(2002).map(|u| u.state), Some("grace".into()));
+        // New session ids never repeat ones handed out before the crash.
+        let s_new = open(2000, live.id());
+        assert!(s_new.id > s_grace.id, "{} <= {}", s_new.id, s_grace.id);
+        // The re-adopted leader is still watched.
+        let closed = client().session_close(s_live.id).unwrap();
+        assert_eq!(closed.remaining, 1);
+        eventually("dead and grace users are removed", || {
+            !Path::new("/run/user/2001").exists() && !Path::new("/run/user/2002").exists()
+        });
+        assert!(Path::new("/run/user/2000").exists());
+        kill(live);
+        eventually("the re-adopted user goes with its leader", || {
+            state_of(2000).as_deref() == Some("grace")
+        });
+        kill(g);
+    });
+}
+
+#[test]
+fn priv_another_manager_makes_the_daemon_refuse_unless_forced() {
+    require_root!();
+    run_private(users(1), |p| {
+        let fake = p.scratch.join("systemd-logind");
+        std::fs::copy("/bin/sleep", &fake).unwrap();
+        let mut logind = Command::new(&fake).arg("300").spawn().unwrap();
+        let cfg = config(p, "");
+        let d = Daemon::start(&["--config", &cfg], &[]);
+        let a = sleeper();
+        match client().session_open(SessionOpen {
+            user: None,
+            uid: Some(2000),
+            pid: Some(a.id() as i32),
+        }) {
+            Err(ClientError::Daemon(e)) => {
+                assert_eq!(e.code, Code::EBUSY);
+                assert!(
+                    e.message.contains(&format!(
+                        "systemd-logind (pid {}) manages /run/user",
+                        logind.id()
+                    )),
+                    "{}",
+                    e.message
+                );
+                assert!(e.message.contains("--force"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        let st = status();
+        let m = st.userdirs_manager.unwrap();
+        assert!(!m.managing && m.reason.unwrap().contains("systemd-logind"));
+        drop(d);
+        let _d = Daemon::start(&["--config", &cfg, "--force"], &[]);
+        assert_eq!(open(2000, a.id()).backend, "tmpfs");
+        logind.kill().unwrap();
+        logind.wait().unwrap();
+        kill(a);
+    });
+}
+
+#[test]
+fn priv_budget_and_limits_are_enforced() {
+    require_root!();
+    run_private(users(3), |p| {
+        let cfg = config(p, "size = \"2M\"\nbudget = \"3M\"\nmin_size = \"1M\"\n");
+        let _d = start(&cfg);
+        let a = sleeper();
+        open(2000, a.id());
+        open(2001, a.id());
+        let st = status();
+        let limits: Vec<u64> = st.userdirs.iter().map(|u| u.bytes_limit).collect();
+        assert_eq!(
+            limits,
+            [2 << 20, 1 << 20],
+            "the second user gets what is left"
+        );
+        match client().session_open(SessionOpen {
+            user: None,
+            uid: Some(2002),
+            pid: Some(a.id() as i32),
+        }) {
+            Err(ClientError::Daemon(e)) => {
+                assert_eq!(e.code, Code::ENOSPC);
+                assert!(e.message.contains("budget is exhausted"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!Path::new("/run/user/2002").exists());
+        let m = status().userdirs_manager.unwrap();
+        assert_eq!((m.budget, m.budget_used), (Some(3 << 20), 3 << 20));
+        kill(a);
+    });
+}
+
+#[test]
+fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
+    require_root!();
+    run_private(
+        Setup {
+            users: Some(Users::numbered("c", 3000, 200)),
+            ..Default::default()
+        },
+        |p| {
+            let cfg = config(p, "size = \"1M\"\nlifetime = \"sessions\"\ngrace = \"0\"\n");
+            let mut d = start(&cfg);
+            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut next = move || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let mut leaders: Vec<(Child, u64, u32)> = Vec::new();
+            let mut c = client();
+            for step in 0..3000 {
+                if step == 1500 {
+                    // kill -9 in the middle, then restart on the same state.
+                    drop(c);
+                    d.kill9();
+                    d = start(&cfg);
+                    c = client();
+                }
+                match next() % 10 {
+                    0..=4 => {
+                        let uid = 3000 + (next() % 200) as u32;
+                        // Leaders are shared among sessions sometimes, so one death ends several.
+                        let pid = if !leaders.is_empty() && next() % 3 == 0 {
+                            leaders[(next() as usize) % leaders.len()].0.id()
+                        } else {
+                            let ch = sleeper();
+                            let pid = ch.id();
+                            leaders.push((ch, 0, uid));
+                            pid
+                        };
+                        let s = c
+                            .session_open(SessionOpen {
+                                user: None,
+                                uid: Some(uid),
+                                pid: Some(pid as i32),
+                            })
+                            .unwrap();
+                        if let Some(l) = leaders.iter_mut().find(|l| l.0.id() == pid) {
+                            l.1 = s.id;
+                            l.2 = uid;
+                        }
+                    }
+                    5..=7 => {
+                        let list = c.session_list().unwrap();
+                        if !list.is_empty() {
+                            let id = list[(next() as usize) % list.len()].id;
+                            match c.session_close(id) {
+                                Ok(_) => {}
+                                Err(ClientError::Daemon(e)) if e.code == Code::ENOENT => {} // its leader just died
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                    _ => {
+                        if !leaders.is_empty() {
+                            let i = (next() as usize) % leaders.len();
+                            kill(leaders.swap_remove(i).0);
+                        }
+                    }
+                }
+            }
+            // Settle: every leader event processed, every zero grace timer fired.
+            let check = || {
+                let st = status();
+                let sessions = client().session_list().unwrap();
+                let on_disk: std::collections::BTreeSet<u32> = std::fs::read_dir("/run/user")
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+                    .collect();
+                let with_sessions: std::collections::BTreeSet<u32> =
+                    sessions.iter().map(|s| s.uid).collect();
+                let listed: std::collections::BTreeSet<u32> =
+                    st.userdirs.iter().map(|u| u.uid).collect();
+                (on_disk, with_sessions, listed, sessions)
+            };
+            eventually("dirs match live sessions", || {
+                let (on_disk, with_sessions, listed, _) = check();
+                on_disk == with_sessions && listed == with_sessions
+            });
+            // Every live session's leader is a live process.
+            let (_, _, _, sessions) = check();
+            for s in &sessions {
+                assert!(
+                    Path::new(&format!("/proc/{}", s.leader_pid)).exists(),
+                    "session {} has a dead leader",
+                    s.id
+                );
+            }
+            for (ch, _, _) in leaders {
+                kill(ch);
+            }
+            eventually("everything goes when every leader is gone", || {
+                std::fs::read_dir("/run/user").unwrap().count() == 0
+            });
+            assert!(client().session_list().unwrap().is_empty());
+        },
+    );
+}
