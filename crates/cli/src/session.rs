@@ -63,6 +63,7 @@ pub fn run(cli: &Cli, what: &Session) -> Result<(), Failure> {
                 user: who.user.clone(),
                 uid: who.uid,
                 pid,
+                allow_nested: None,
             })?;
             if out.json {
                 return print_json(&s);

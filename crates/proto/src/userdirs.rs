@@ -24,6 +24,10 @@ pub struct SessionOpen {
     /// The session leader; default: the caller itself (`SO_PEERCRED` pid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// `false`: refuse (`EBUSY`) when the leader runs inside a session of another uid (it or
+    /// an ancestor leads one: `su`/`sudo` from a logged-in user). Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_nested: Option<bool>,
 }
 
 /// `session_open` answer.

@@ -123,6 +123,23 @@ impl Client {
         })
     }
 
+    /// Sets the send and receive timeout for the following requests (at least 1 ms; a zero
+    /// budget becomes 1 ms and times out at once).
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let t = Some(timeout.max(Duration::from_millis(1)));
+        for kind in [Timeout::Send, Timeout::Recv] {
+            rustix::net::sockopt::set_socket_timeout(&self.fd, kind, t).map_err(|e| {
+                ClientError::Io {
+                    op: "set a timeout on",
+                    path: self.path.clone(),
+                    source: e.into(),
+                }
+            })?;
+        }
+        self.timeout = timeout;
+        Ok(())
+    }
+
     /// The socket path (for messages).
     pub fn path(&self) -> &Path {
         &self.path

@@ -256,14 +256,31 @@ pub async fn serve(conn: OwnedFd, cred: Cred, daemon: Arc<Daemon>) {
     }
 }
 
-/// Tells a connection over the limit why it is refused, without waiting on it.
-pub fn refuse_busy(conn: OwnedFd, max: u32) {
+/// Refusals answered at once (each waits up to [`REFUSE_WAIT`] for the request it answers);
+/// past this, connections over the limit are closed without an answer.
+pub const MAX_REFUSING: u32 = 64;
+pub const REFUSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Tells a connection over the limit why it is refused: reads its first request (so that
+/// closing cannot reset the connection under the client's feet with the request unread),
+/// answers `EBUSY` with that request's id, and closes.
+pub async fn refuse_busy(conn: OwnedFd, max: u32) {
+    let Ok(conn) = runplane_sys::asyncfd::register(conn) else {
+        return;
+    };
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let id = match tokio::time::timeout(REFUSE_WAIT, recv(&conn, &mut buf)).await {
+        Ok(Ok(Message::Data { len, .. })) if len > 0 => {
+            decode_request(&buf[..len]).map_or_else(|(id, _)| id, |(id, _)| id)
+        }
+        _ => 0,
+    };
     let out = encode_response(
-        0,
+        id,
         &Err(ErrorReply::new(
             Code::EBUSY,
             format!("too many control connections (limit {max})"),
         )),
     );
-    let _ = scm::send(conn.as_fd(), &out, &[], None);
+    let _ = tokio::time::timeout(REFUSE_WAIT, send(&conn, &out)).await;
 }

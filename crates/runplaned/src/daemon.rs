@@ -48,6 +48,8 @@ pub struct Daemon {
     state: PathBuf,
     loaded: Mutex<Loaded>,
     clients: AtomicU32,
+    /// Connections over the limit being answered EBUSY (bounded by MAX_REFUSING).
+    refusing: AtomicU32,
     requests: AtomicU64,
     userdirs: Userdirs,
 }
@@ -282,6 +284,7 @@ pub async fn run(setup: Setup, config: Config, config_path: Option<PathBuf>) -> 
             pending_restart: Vec::new(),
         }),
         clients: AtomicU32::new(0),
+        refusing: AtomicU32::new(0),
         requests: AtomicU64::new(0),
         userdirs,
     });
@@ -317,7 +320,15 @@ pub async fn run(setup: Setup, config: Config, config_path: Option<PathBuf>) -> 
                     let max = daemon.max_clients();
                     if daemon.clients.load(Ordering::Relaxed) >= max {
                         tracing::warn!(pid = cred.pid, uid = cred.uid, "refusing a control connection: {max} clients already");
-                        control::refuse_busy(conn, max);
+                        if daemon.refusing.fetch_add(1, Ordering::Relaxed) < control::MAX_REFUSING {
+                            let d = daemon.clone();
+                            tokio::spawn(async move {
+                                control::refuse_busy(conn, max).await;
+                                d.refusing.fetch_sub(1, Ordering::Relaxed);
+                            });
+                        } else {
+                            daemon.refusing.fetch_sub(1, Ordering::Relaxed);
+                        }
                         continue;
                     }
                     daemon.clients.fetch_add(1, Ordering::Relaxed);

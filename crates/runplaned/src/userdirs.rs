@@ -259,6 +259,17 @@ impl Userdirs {
             }
         }
         let mut i = self.inner()?;
+        if req.allow_nested == Some(false)
+            && let Some((sid, suid)) = i.enclosing_session(pid, account.uid)
+        {
+            return Err(err(
+                Code::EBUSY,
+                format!(
+                    "process {pid} runs inside session {sid} of uid {suid}: not opening a nested session for uid {}",
+                    account.uid
+                ),
+            ));
+        }
         let existed = i.lc.user(account.uid).is_some_and(|u| u.dir.is_some());
         i.reserve_id().map_err(|e| err(Code::EIO, e))?;
         let lead = Leader {
@@ -507,6 +518,31 @@ async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, Error
 }
 
 impl Inner {
+    /// A live session of another uid that `pid` runs in: the innermost process among `pid`
+    /// and its ancestors that leads sessions leads none of `uid` (how `su` and `sudo` from a
+    /// logged-in user look). `None` when not nested, or nested in a session of `uid` itself.
+    fn enclosing_session(&self, pid: i32, uid: u32) -> Option<(SessionId, u32)> {
+        let mut leaders: HashMap<i32, Vec<(SessionId, u32)>> = HashMap::new();
+        for s in self.lc.sessions() {
+            leaders.entry(s.leader.pid).or_default().push((s.id, s.uid));
+        }
+        let mut p = pid;
+        for _ in 0..4096 {
+            if let Some(sessions) = leaders.get(&p) {
+                return if sessions.iter().any(|&(_, u)| u == uid) {
+                    None
+                } else {
+                    sessions.first().copied()
+                };
+            }
+            match runplane_sys::pidfd::parent_of(p) {
+                Ok(pp) if pp > 0 => p = pp,
+                _ => break,
+            }
+        }
+        None
+    }
+
     /// Persists a new block of session ids before the next one is handed out.
     fn reserve_id(&mut self) -> Result<(), String> {
         if self.lc.next_id() < self.reserved {

@@ -59,6 +59,7 @@ fn open(uid: u32, pid: u32) -> runplane_proto::SessionOpened {
             user: None,
             uid: Some(uid),
             pid: Some(pid as i32),
+            allow_nested: None,
         })
         .unwrap()
 }
@@ -470,6 +471,7 @@ fn priv_another_manager_makes_the_daemon_refuse_unless_forced() {
             user: None,
             uid: Some(2000),
             pid: Some(a.id() as i32),
+            allow_nested: None,
         }) {
             Err(ClientError::Daemon(e)) => {
                 assert_eq!(e.code, Code::EBUSY);
@@ -517,6 +519,7 @@ fn priv_budget_and_limits_are_enforced() {
             user: None,
             uid: Some(2002),
             pid: Some(a.id() as i32),
+            allow_nested: None,
         }) {
             Err(ClientError::Daemon(e)) => {
                 assert_eq!(e.code, Code::ENOSPC);
@@ -576,6 +579,7 @@ fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
                                 user: None,
                                 uid: Some(uid),
                                 pid: Some(pid as i32),
+                                allow_nested: None,
                             })
                             .unwrap();
                         if let Some(l) = leaders.iter_mut().find(|l| l.0.id() == pid) {

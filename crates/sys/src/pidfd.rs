@@ -45,6 +45,16 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
+/// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`); 0 for the root of the tree.
+pub fn parent_of(pid: i32) -> Result<i32> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).ctx("read", &path)?;
+    text.rfind(')')
+        .and_then(|i| text[i + 1..].split_ascii_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::errno("parse", &path, rustix::io::Errno::INVAL))
+}
+
 /// The real uid of `pid`, from `/proc/<pid>/status`.
 pub fn uid_of(pid: i32) -> Result<u32> {
     let path = format!("/proc/{pid}/status");
@@ -210,6 +220,9 @@ mod tests {
                 .is_none()
         );
         assert_eq!(uid_of(me).unwrap(), rustix::process::getuid().as_raw());
+        let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+        assert_eq!(parent_of(me).unwrap(), ppid);
+        assert_eq!(parent_of(1).unwrap(), 0);
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub struct Setup {
     pub ipc: bool,
     /// Size of the tmpfs over `/run` (default 64 MiB).
     pub run_size: Option<u64>,
+    /// A private `/dev` (tmpfs with the host's null, zero, full, random, urandom, tty, ptmx
+    /// and pts bound in) with a datagram socket at `/dev/log` that catches syslog(3) messages
+    /// of processes started in the namespace ([`Private::syslog_messages`]).
+    pub syslog: bool,
 }
 
 /// The environment a private test runs in.
@@ -125,6 +129,37 @@ pub struct Setup {
 pub struct Private {
     /// A scratch directory on the private tmpfs over `/run` (`/run/.testkit`).
     pub scratch: PathBuf,
+    /// The `/dev/log` socket when [`Setup::syslog`] was asked for.
+    pub syslog: Option<rustix::fd::OwnedFd>,
+}
+
+impl Private {
+    /// Syslog messages received so far (waits up to `wait` for the first one).
+    pub fn syslog_messages(&self, wait: std::time::Duration) -> Vec<String> {
+        let Some(fd) = &self.syslog else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        let mut timeout = wait;
+        loop {
+            let mut p = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+            let ts = rustix::event::Timespec {
+                tv_sec: timeout.as_secs() as i64,
+                tv_nsec: timeout.subsec_nanos() as i64,
+            };
+            if !matches!(rustix::event::poll(&mut p, Some(&ts)), Ok(n) if n > 0) {
+                return out;
+            }
+            match rustix::net::recv(fd, &mut buf, rustix::net::RecvFlags::DONTWAIT) {
+                Ok((n, _)) => {
+                    out.push(String::from_utf8_lossy(&buf[..n.min(buf.len())]).into_owned())
+                }
+                Err(_) => return out,
+            }
+            timeout = std::time::Duration::from_millis(50);
+        }
+    }
 }
 
 fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
@@ -141,7 +176,8 @@ pub fn run_private<T: Send>(setup: Setup, f: impl FnOnce(&Private) -> T + Send) 
             enter(&setup);
             let scratch = PathBuf::from("/run/.testkit");
             std::fs::create_dir_all(&scratch).unwrap_or_else(|e| fatal("create /run/.testkit", e));
-            f(&Private { scratch })
+            let syslog = setup.syslog.then(private_dev);
+            f(&Private { scratch, syslog })
         });
         match h.join() {
             Ok(v) => v,
@@ -212,6 +248,54 @@ fn enter(setup: &Setup) {
     }
 }
 
+/// Replaces /dev with a tmpfs holding the host's basic devices, and binds a datagram socket
+/// at /dev/log. Only inside the private namespace (called from `run_private`).
+fn private_dev() -> rustix::fd::OwnedFd {
+    let orig = Path::new("/run/.testkit-dev");
+    std::fs::create_dir_all(orig).unwrap_or_else(|e| fatal("create /run/.testkit-dev", e));
+    rustix::mount::mount_bind_recursive("/dev", orig)
+        .unwrap_or_else(|e| fatal("bind /dev aside", e));
+    mount(
+        "tmpfs",
+        "/dev",
+        "tmpfs",
+        MountFlags::NOSUID,
+        Some(c"mode=0755,size=1m"),
+    )
+    .unwrap_or_else(|e| fatal("mount a tmpfs over /dev", e));
+    for name in ["null", "zero", "full", "random", "urandom", "tty", "ptmx"] {
+        let src = orig.join(name);
+        if src.exists() {
+            let dst = Path::new("/dev").join(name);
+            std::fs::write(&dst, b"").unwrap_or_else(|e| fatal("create a device placeholder", e));
+            mount_bind(&src, &dst).unwrap_or_else(|e| fatal(&format!("bind /dev/{name}"), e));
+        }
+    }
+    for dir in ["pts", "shm"] {
+        let dst = Path::new("/dev").join(dir);
+        std::fs::create_dir_all(&dst).unwrap_or_else(|e| fatal("create a /dev directory", e));
+        let _ = mount_bind(orig.join(dir), &dst);
+    }
+    let _ = std::os::unix::fs::symlink("/proc/self/fd", "/dev/fd");
+    let log = rustix::net::socket(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )
+    .unwrap_or_else(|e| fatal("create the /dev/log socket", e));
+    rustix::net::bind(
+        &log,
+        &rustix::net::SocketAddrUnix::new("/dev/log")
+            .unwrap_or_else(|e| fatal("address /dev/log", e)),
+    )
+    .unwrap_or_else(|e| fatal("bind /dev/log", e));
+    let _ = std::fs::set_permissions(
+        "/dev/log",
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    );
+    log
+}
+
 /// Mounts a tmpfs at `path` (created if missing) inside the current private namespace.
 /// Only call this from within [`run_private`].
 pub fn mount_tmpfs(path: &Path, options: &str) {
@@ -232,6 +316,71 @@ pub fn mount_tmpfs(path: &Path, options: &str) {
 pub fn bind(src: &Path, dst: &Path) {
     mount_bind(src, dst)
         .unwrap_or_else(|e| fatal(&format!("bind {} on {}", src.display(), dst.display()), e));
+}
+
+/// A daemon started for a test; stopped by pid with SIGTERM (and reaped) on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `program args` with stderr to `log`, and waits (10 s at most) until `socket`
+    /// accepts connections. Panics with the log if it does not.
+    pub fn start(program: &Path, args: &[&str], socket: &Path, log: &Path) -> Daemon {
+        let logf = std::fs::File::create(log).expect("create the daemon log");
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(logf.try_clone().expect("dup log"))
+            .stderr(logf)
+            .spawn()
+            .unwrap_or_else(|e| panic!("unable to start {}: {e}", program.display()));
+        let d = Daemon {
+            child,
+            log: log.to_owned(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() || seqpacket_connects(socket)
+            {
+                return d;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not listen on {}:\n{}",
+                program.display(),
+                socket.display(),
+                d.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn seqpacket_connects(path: &Path) -> bool {
+    let Ok(fd) = rustix::net::socket(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        None,
+    ) else {
+        return false;
+    };
+    rustix::net::SocketAddrUnix::new(path).is_ok_and(|a| rustix::net::connect(&fd, &a).is_ok())
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.child.wait();
+    }
 }
 
 /// The path of a workspace binary (`runplane`, `runplaned`) next to the running test
@@ -281,6 +430,7 @@ mod tests {
                 users: Some(users),
                 ipc: true,
                 run_size: None,
+                syslog: true,
             },
             |p| {
                 std::fs::write(p.scratch.join("x"), b"1").unwrap();
@@ -293,6 +443,20 @@ mod tests {
                     .output()
                     .unwrap();
                 assert!(String::from_utf8_lossy(&out.stdout).starts_with("tk-user:x:4000:4000"));
+                // syslog(3) of a child process lands in our /dev/log; /dev/null still works.
+                let st = std::process::Command::new("logger")
+                    .args(["-t", "tk", "hello from the test"])
+                    .stdin(std::process::Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                let msgs = p.syslog_messages(std::time::Duration::from_secs(5));
+                assert!(
+                    msgs.iter()
+                        .any(|m| m.contains("tk") && m.contains("hello from the test")),
+                    "{msgs:?}"
+                );
+                std::fs::write("/dev/null", b"x").unwrap();
             },
         );
         // Nothing leaked to the host's /run or /etc/passwd.

@@ -1,0 +1,163 @@
+//! What the module does on open and close (the FFI shell in lib.rs calls in here).
+
+use std::ffi::{CStr, OsStr};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::time::Instant;
+
+use nonstick::EnvironMapMut;
+use nonstick::constants::{BaseFlags, ErrorCode, Result};
+use nonstick::handle::ModuleClient;
+use nonstick::module::PamModule;
+
+use runplane::{Client, ClientError};
+use runplane_proto::{Code, SessionOpen, SessionOpened};
+
+use crate::options::Options;
+
+/// The key under which the session id is kept between open and close.
+const DATA_KEY: &str = "runplane_session_id";
+
+/// The module, as nonstick sees it.
+#[derive(Debug)]
+pub struct Module;
+
+fn options<T: ModuleClient>(handle: &T, args: &[&CStr]) -> Options {
+    let strs: Vec<&str> = args.iter().filter_map(|a| a.to_str().ok()).collect();
+    let (o, problems) = Options::parse(strs);
+    for p in problems {
+        nonstick::warn!(handle, "pam_runplane: {p}");
+    }
+    o
+}
+
+/// Connects with `opts.timeout` as the budget for the whole exchange.
+fn connect(opts: &Options) -> std::result::Result<(Client, Instant), ClientError> {
+    let start = Instant::now();
+    let c = Client::connect(&opts.socket, opts.timeout)?;
+    Ok((c, start))
+}
+
+/// Why the runtime dir must not be exported, if anything is wrong with it.
+pub fn check_dir(opened: &SessionOpened) -> std::result::Result<(), String> {
+    runplane::validate_runtime_dir(Some(OsStr::new(&opened.path)), opened.uid)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// `unix:path=$XDG_RUNTIME_DIR/bus` if that is a socket owned by `uid` (not followed if a
+/// symlink).
+pub fn bus_address(dir: &str, uid: u32) -> Option<String> {
+    let bus = Path::new(dir).join("bus");
+    let md = std::fs::symlink_metadata(&bus).ok()?;
+    (md.file_type().is_socket() && md.uid() == uid).then(|| format!("unix:path={}", bus.display()))
+}
+
+impl<T: ModuleClient> PamModule<T> for Module {
+    fn open_session(handle: &mut T, args: Vec<&CStr>, _flags: BaseFlags) -> Result<()> {
+        let opts = options(handle, &args);
+        let user = handle.username(None)?;
+        let Some(user) = user.to_str().map(str::to_owned) else {
+            nonstick::error!(
+                handle,
+                "pam_runplane: the user name is not UTF-8: not setting XDG_RUNTIME_DIR"
+            );
+            return Err(ErrorCode::Ignore);
+        };
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        let req = SessionOpen {
+            user: Some(user.clone()),
+            uid: None,
+            pid: Some(pid),
+            allow_nested: Some(opts.allow_su),
+        };
+        let opened = connect(&opts).and_then(|(mut c, start)| {
+            // The budget is for the whole exchange, not per step.
+            c.set_timeout(opts.timeout.saturating_sub(start.elapsed()))?;
+            c.session_open(req)
+        });
+        let opened = match opened {
+            Ok(o) => o,
+            Err(ClientError::Daemon(e))
+                if e.code == Code::EBUSY && e.message.contains("inside session") =>
+            {
+                if opts.debug {
+                    nonstick::info!(
+                        handle,
+                        "pam_runplane: not setting XDG_RUNTIME_DIR for {user}: {} (allow_su would)",
+                        e.message
+                    );
+                }
+                // su/sudo from a logged-in user: nothing is wrong, there is just no runtime dir
+                // for this context (as pam_systemd's SESSION_BUSY).
+                return Ok(());
+            }
+            Err(e) => {
+                nonstick::error!(
+                    handle,
+                    "pam_runplane: not setting XDG_RUNTIME_DIR for {user}: {e}"
+                );
+                return Err(ErrorCode::Ignore);
+            }
+        };
+        // Kept for close; a failure here only means close cannot tell the daemon (the leader's
+        // exit still ends the session).
+        let _ = handle.set_module_data(DATA_KEY, opened.id);
+        if let Err(why) = check_dir(&opened) {
+            nonstick::error!(
+                handle,
+                "pam_runplane: not setting XDG_RUNTIME_DIR for {user}: {why}"
+            );
+            return Err(ErrorCode::Ignore);
+        }
+        let mut env = handle.environ_mut();
+        env.insert("XDG_RUNTIME_DIR", &opened.path);
+        let bus = bus_address(&opened.path, opened.uid);
+        if let Some(b) = &bus {
+            env.insert("DBUS_SESSION_BUS_ADDRESS", b);
+        }
+        drop(env);
+        if opts.debug {
+            nonstick::info!(
+                handle,
+                "pam_runplane: session {} for {user} (uid {}): XDG_RUNTIME_DIR={} ({}{}){}",
+                opened.id,
+                opened.uid,
+                opened.path,
+                opened.backend,
+                if opened.created { ", created" } else { "" },
+                bus.map(|b| format!(", DBUS_SESSION_BUS_ADDRESS={b}"))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    fn close_session(handle: &mut T, args: Vec<&CStr>, _flags: BaseFlags) -> Result<()> {
+        let opts = options(handle, &args);
+        let Some(&id) = handle.get_module_data::<u64>(DATA_KEY) else {
+            return Err(ErrorCode::Ignore); // open did not get a session
+        };
+        let r = connect(&opts).and_then(|(mut c, start)| {
+            c.set_timeout(opts.timeout.saturating_sub(start.elapsed()))?;
+            c.session_close(id)
+        });
+        match r {
+            Ok(c) => {
+                if opts.debug {
+                    nonstick::info!(
+                        handle,
+                        "pam_runplane: session {id} closed; uid {} runtime dir is {}",
+                        c.uid,
+                        c.state
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                nonstick::error!(handle, "pam_runplane: unable to close session {id}: {e}");
+                Err(ErrorCode::Ignore)
+            }
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! pam_runplane.so end to end with libpam itself: in this process through
+//! `pam_start_confdir` (a private pam.d directory), and through `pamtester` (a separate
+//! process, with a private /etc/pam.d bound in the test's mount namespace). The daemon is the
+//! real runplaned on a private /run with private users. Never the host's /etc/pam.d.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use runplane_testkit::{Daemon, Setup, Users, bin, require_root, run_private};
+
+const SOCK: &str = "/run/runplane/control";
+
+/// Real session stacks always hold other modules (pam_unix in Debian's common-session); a
+/// stack where every module says PAM_IGNORE fails as a whole, so the tests model a real one.
+const STACK_HEAD: &str = "session required pam_permit.so\n";
+
+/// The ~40 lines of FFI to libpam's application side that the tests need (test-only unsafe).
+mod libpam {
+    use super::*;
+
+    #[repr(C)]
+    pub struct PamConv {
+        pub conv: extern "C" fn(c_int, *mut *const c_void, *mut *mut c_void, *mut c_void) -> c_int,
+        pub appdata: *mut c_void,
+    }
+
+    /// Sessions never prompt: any conversation is an error.
+    pub extern "C" fn no_conv(
+        _: c_int,
+        _: *mut *const c_void,
+        _: *mut *mut c_void,
+        _: *mut c_void,
+    ) -> c_int {
+        19 // PAM_CONV_ERR
+    }
+
+    #[link(name = "pam")]
+    unsafe extern "C" {
+        pub fn pam_start_confdir(
+            service: *const c_char,
+            user: *const c_char,
+            conv: *const PamConv,
+            confdir: *const c_char,
+            pamh: *mut *mut c_void,
+        ) -> c_int;
+        pub fn pam_open_session(pamh: *mut c_void, flags: c_int) -> c_int;
+        pub fn pam_close_session(pamh: *mut c_void, flags: c_int) -> c_int;
+        pub fn pam_getenv(pamh: *mut c_void, name: *const c_char) -> *const c_char;
+        pub fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
+    }
+}
+
+/// One PAM transaction for `user` with the stack in `confdir/service`.
+struct Pam {
+    h: *mut c_void,
+    _conv: Box<libpam::PamConv>,
+}
+
+impl Pam {
+    fn start(confdir: &Path, service: &str, user: &str) -> Pam {
+        let conv = Box::new(libpam::PamConv {
+            conv: libpam::no_conv,
+            appdata: std::ptr::null_mut(),
+        });
+        let (s, u, d) = (
+            CString::new(service).unwrap(),
+            CString::new(user).unwrap(),
+            CString::new(confdir.to_str().unwrap()).unwrap(),
+        );
+        let mut h = std::ptr::null_mut();
+        // SAFETY: test-only; valid C strings and a conv struct that outlives the handle (boxed
+        // in the returned value); h receives the new handle.
+        let rc = unsafe {
+            libpam::pam_start_confdir(s.as_ptr(), u.as_ptr(), &*conv, d.as_ptr(), &mut h)
+        };
+        assert_eq!(rc, 0, "pam_start_confdir failed: {rc}");
+        Pam { h, _conv: conv }
+    }
+
+    fn open(&self) -> c_int {
+        // SAFETY: test-only; h is a live handle from pam_start_confdir.
+        unsafe { libpam::pam_open_session(self.h, 0) }
+    }
+
+    fn close(&self) -> c_int {
+        // SAFETY: test-only; as above.
+        unsafe { libpam::pam_close_session(self.h, 0) }
+    }
+
+    fn getenv(&self, name: &str) -> Option<String> {
+        let n = CString::new(name).unwrap();
+        // SAFETY: test-only; the returned pointer (if any) is a C string owned by the handle,
+        // copied out before the handle can change.
+        unsafe {
+            let p = libpam::pam_getenv(self.h, n.as_ptr());
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        }
+    }
+}
+
+impl Drop for Pam {
+    fn drop(&mut self) {
+        // SAFETY: test-only; ends the transaction started in `start`, once.
+        unsafe { libpam::pam_end(self.h, 0) };
+    }
+}
+
+fn module() -> PathBuf {
+    bin("libpam_runplane.so")
+}
+
+/// A private pam.d with one service whose session stack is our module with `args`.
+fn pam_d(dir: &Path, service: &str, args: &str) -> PathBuf {
+    let d = dir.join("pam.d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join(service),
+        format!(
+            "{STACK_HEAD}session optional {} {args}\n",
+            module().display()
+        ),
+    )
+    .unwrap();
+    d
+}
+
+fn daemon(p: &runplane_testkit::Private, userdirs: &str) -> Daemon {
+    let cfg = p.scratch.join("runplane.toml");
+    std::fs::write(
+        &cfg,
+        format!("[userdirs]\nlinger_dir = \"/run/.testkit/linger\"\n{userdirs}"),
+    )
+    .unwrap();
+    Daemon::start(
+        &bin("runplaned"),
+        &["--force", "--config", cfg.to_str().unwrap()],
+        Path::new(SOCK),
+        &p.scratch.join("daemon.log"),
+    )
+}
+
+fn setup() -> Setup {
+    Setup {
+        users: Some(Users::numbered("u", 2000, 3)),
+        syslog: true,
+        ..Default::default()
+    }
+}
+
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn priv_libpam_session_exports_runtime_dir_and_bus_and_close_removes() {
+    require_root!();
+    run_private(setup(), |p| {
+        let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+        let confdir = pam_d(&p.scratch, "rp-login", "debug");
+        let a = Pam::start(&confdir, "rp-login", "u0");
+        assert_eq!(a.open(), 0);
+        assert_eq!(
+            a.getenv("XDG_RUNTIME_DIR").as_deref(),
+            Some("/run/user/2000")
+        );
+        assert_eq!(
+            a.getenv("DBUS_SESSION_BUS_ADDRESS"),
+            None,
+            "no bus socket yet"
+        );
+        let md = std::fs::metadata("/run/user/2000").unwrap();
+        assert_eq!(
+            (
+                std::os::unix::fs::MetadataExt::uid(&md),
+                std::os::unix::fs::MetadataExt::mode(&md) & 0o7777
+            ),
+            (2000, 0o700)
+        );
+        // The daemon sees this process as the leader.
+        let st = runplane::Client::connect(SOCK, Duration::from_secs(5))
+            .unwrap()
+            .session_list()
+            .unwrap();
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].leader_pid, std::process::id() as i32);
+
+        // A bus socket owned by the user: a second login also gets DBUS_SESSION_BUS_ADDRESS.
+        let bus = rustix::net::socket(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(
+            &bus,
+            &rustix::net::SocketAddrUnix::new("/run/user/2000/bus").unwrap(),
+        )
+        .unwrap();
+        std::os::unix::fs::chown("/run/user/2000/bus", Some(2000), Some(2000)).unwrap();
+        let b = Pam::start(&confdir, "rp-login", "u0");
+        assert_eq!(b.open(), 0);
+        assert_eq!(
+            b.getenv("DBUS_SESSION_BUS_ADDRESS").as_deref(),
+            Some("unix:path=/run/user/2000/bus")
+        );
+        // Owned by someone else: not exported.
+        std::os::unix::fs::chown("/run/user/2000/bus", Some(0), Some(0)).unwrap();
+        let c = Pam::start(&confdir, "rp-login", "u0");
+        assert_eq!(c.open(), 0);
+        assert_eq!(c.getenv("DBUS_SESSION_BUS_ADDRESS"), None);
+
+        for s in [&a, &b, &c] {
+            assert_eq!(s.close(), 0);
+        }
+        eventually("the last close removes the dir", || {
+            !Path::new("/run/user/2000").exists()
+        });
+        assert!(d.log_text().contains("session closed"), "{}", d.log_text());
+    });
+}
+
+#[test]
+fn priv_su_inside_a_session_gets_no_runtime_dir_unless_allow_su() {
+    require_root!();
+    run_private(setup(), |p| {
+        let _d = daemon(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+        let confdir = pam_d(&p.scratch, "rp-login", "");
+        std::fs::write(
+            confdir.join("rp-su"),
+            format!("{STACK_HEAD}session optional {}\n", module().display()),
+        )
+        .unwrap();
+        std::fs::write(
+            confdir.join("rp-su-allowed"),
+            format!(
+                "{STACK_HEAD}session optional {} allow_su\n",
+                module().display()
+            ),
+        )
+        .unwrap();
+        // u0 logs in; this process leads that session. Then "su u1" from inside it.
+        let login = Pam::start(&confdir, "rp-login", "u0");
+        assert_eq!(login.open(), 0);
+        let su = Pam::start(&confdir, "rp-su", "u1");
+        assert_eq!(su.open(), 0, "an optional module never fails the stack");
+        assert_eq!(su.getenv("XDG_RUNTIME_DIR"), None);
+        assert!(
+            !Path::new("/run/user/2001").exists(),
+            "no session, no dir for the su target"
+        );
+        let su2 = Pam::start(&confdir, "rp-su-allowed", "u1");
+        assert_eq!(su2.open(), 0);
+        assert_eq!(
+            su2.getenv("XDG_RUNTIME_DIR").as_deref(),
+            Some("/run/user/2001")
+        );
+        // su to the same user is not nested: exported.
+        let same = Pam::start(&confdir, "rp-su", "u0");
+        assert_eq!(same.open(), 0);
+        assert_eq!(
+            same.getenv("XDG_RUNTIME_DIR").as_deref(),
+            Some("/run/user/2000")
+        );
+        for s in [&login, &su2, &same] {
+            assert_eq!(s.close(), 0);
+        }
+        assert_eq!(su.close(), 0, "closing a session that never opened is fine");
+    });
+}
+
+fn pamtester(service: &str, user: &str, ops: &[&str]) -> (std::process::Output, Duration) {
+    let start = Instant::now();
+    let out = std::process::Command::new("pamtester")
+        .args(["-v", service, user])
+        .args(ops)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("pamtester is installed (scripts/test installs it)");
+    (out, start.elapsed())
+}
+
+#[test]
+fn priv_pamtester_opens_and_closes_through_the_module() {
+    require_root!();
+    run_private(setup(), |p| {
+        let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+        let confdir = pam_d(&p.scratch, "rp-pamtester", "debug");
+        runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
+        let (out, _) = pamtester("rp-pamtester", "u2", &["open_session", "close_session"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = d.log_text();
+        assert!(
+            log.contains("session opened")
+                && log.contains("uid=2002")
+                && log.contains("session closed"),
+            "{log}"
+        );
+        eventually("the dir is gone after close", || {
+            !Path::new("/run/user/2002").exists()
+        });
+        let msgs = p.syslog_messages(Duration::from_secs(5)).join("\n");
+        assert!(
+            msgs.contains("pam_runplane: session")
+                && msgs.contains("XDG_RUNTIME_DIR=/run/user/2002"),
+            "{msgs}"
+        );
+    });
+}
+
+#[test]
+fn priv_a_daemon_that_is_down_or_hung_never_blocks_the_login() {
+    require_root!();
+    run_private(setup(), |p| {
+        let confdir = pam_d(&p.scratch, "rp-down", "socket=/run/nothing/control");
+        std::fs::write(
+            confdir.join("rp-hung"),
+            format!(
+                "{STACK_HEAD}session optional {} socket=/run/hung.sock timeout=300\n",
+                module().display()
+            ),
+        )
+        .unwrap();
+        runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
+        // Down: no socket at all.
+        let (out, took) = pamtester("rp-down", "u0", &["open_session"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        let msgs = p.syslog_messages(Duration::from_secs(5)).join("\n");
+        assert!(
+            msgs.contains("pam_runplane: not setting XDG_RUNTIME_DIR for u0: unable to connect to /run/nothing/control")
+                && msgs.contains("(is runplaned running?)"),
+            "{msgs}"
+        );
+        // Hung: a socket that accepts into its backlog but never answers.
+        let hung = rustix::net::socket(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(
+            &hung,
+            &rustix::net::SocketAddrUnix::new("/run/hung.sock").unwrap(),
+        )
+        .unwrap();
+        rustix::net::listen(&hung, 16).unwrap();
+        let (out, took) = pamtester("rp-hung", "u0", &["open_session"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Bounded by timeout=300 ms (generous margins: machines are shared and noisy).
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        let msgs = p.syslog_messages(Duration::from_secs(5)).join("\n");
+        assert!(
+            msgs.contains("no answer from /run/hung.sock within 0."),
+            "{msgs}"
+        );
+    });
+}
