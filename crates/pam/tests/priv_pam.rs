@@ -143,7 +143,7 @@ fn daemon(p: &runplane_testkit::Private, userdirs: &str) -> Daemon {
 fn setup() -> Setup {
     Setup {
         users: Some(Users::numbered("u", 2000, 3)),
-        syslog: true,
+        private_dev: true,
         ..Default::default()
     }
 }

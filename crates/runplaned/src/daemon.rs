@@ -166,11 +166,8 @@ impl Daemon {
                 serde_json::to_value(self.userdirs.linger(a.clone(), cred).await?)
             }
             Request::LingerList => serde_json::to_value(self.userdirs.linger_list()?),
-            Request::SessionIpc(_) => {
-                return Err(ErrorReply::new(
-                    Code::ENOSYS,
-                    "session_ipc is not implemented yet",
-                ));
+            Request::SessionIpc(a) => {
+                serde_json::to_value(self.userdirs.ipc(a.clone(), cred).await?)
             }
             Request::Reload => {
                 if !self.may_administer(cred) {

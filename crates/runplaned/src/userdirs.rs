@@ -403,6 +403,37 @@ impl Userdirs {
         })
     }
 
+    /// `session_ipc`: what RemoveIPC would remove for a user (root or that user).
+    pub async fn ipc(
+        &self,
+        who: runplane_proto::UserRef,
+        cred: Cred,
+    ) -> Result<Vec<runplane_proto::IpcObject>, ErrorReply> {
+        drop(self.inner()?);
+        let account = lookup(who.user, who.uid).await?;
+        if cred.uid != 0 && cred.uid != account.uid {
+            return Err(err(
+                Code::EPERM,
+                format!(
+                    "uid {} may list only its own IPC objects, not uid {}'s",
+                    cred.uid, account.uid
+                ),
+            ));
+        }
+        let uid = account.uid;
+        let list = tokio::task::spawn_blocking(move || runplane_userdirs::ipc::list(uid))
+            .await
+            .map_err(|e| err(Code::EIO, e.to_string()))?;
+        Ok(list
+            .into_iter()
+            .map(|o| runplane_proto::IpcObject {
+                kind: o.kind.to_owned(),
+                id: o.id,
+                bytes: o.bytes,
+            })
+            .collect())
+    }
+
     /// `linger_list`: the names in the linger directory.
     pub fn linger_list(&self) -> Result<Vec<LingerState>, ErrorReply> {
         let i = self.inner()?;
@@ -630,6 +661,9 @@ impl Inner {
                 h.abort();
             }
         }
+        if self.cfg.remove_ipc {
+            self.remove_ipc(uid);
+        }
         match self.root.remove(uid) {
             Ok(r) => {
                 if existed {
@@ -653,6 +687,30 @@ impl Inner {
         }
         if let Err(e) = self.store.delete(uid) {
             tracing::error!(uid, "{e}");
+        }
+    }
+
+    /// RemoveIPC at the final removal: never for system users, never under running processes.
+    fn remove_ipc(&self, uid: u32) {
+        use runplane_userdirs::ipc;
+        if uid < ipc::FIRST_REGULAR_UID {
+            return;
+        }
+        let procs = runplane_userdirs::procs::pids_of(std::path::Path::new("/proc"), uid);
+        if !procs.is_empty() {
+            tracing::info!(
+                uid,
+                processes = procs.len(),
+                "keeping IPC objects: processes of the uid still run"
+            );
+            return;
+        }
+        let (removed, failed) = ipc::remove(uid);
+        for o in &removed {
+            tracing::info!(uid, kind = o.kind, id = %o.id, "removed IPC object");
+        }
+        for f in failed {
+            tracing::error!(uid, "RemoveIPC: {f}");
         }
     }
 

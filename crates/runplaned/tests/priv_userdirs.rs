@@ -18,8 +18,14 @@ use runplane_testkit::{Setup, Users, require_root, run_private};
 const SOCK: &str = "/run/runplane/control";
 
 fn users(n: u32) -> Setup {
+    users_at(2000, n)
+}
+
+/// Users u0, u1, ... from `base`. Tests that leave processes running as a user get their own
+/// range: /proc is shared by every test, so a uid must not be shared between them.
+fn users_at(base: u32, n: u32) -> Setup {
     Setup {
-        users: Some(Users::numbered("u", 2000, n)),
+        users: Some(Users::numbered("u", base, n)),
         ..Default::default()
     }
 }
@@ -49,8 +55,34 @@ fn status() -> Status {
     client().status().unwrap()
 }
 
-fn sleeper() -> Child {
-    Command::new("sleep").arg("300").spawn().unwrap()
+/// A process the test started; killed (by pid) and reaped when dropped, also on a panic.
+struct Proc(Child);
+
+impl Proc {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The same for processes started with runplane-sys (e.g. as another user).
+struct SysProc(runplane_sys::spawn::Child);
+
+impl Drop for SysProc {
+    fn drop(&mut self) {
+        let _ = self.0.signal(rustix::process::Signal::KILL);
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper() -> Proc {
+    Proc(Command::new("sleep").arg("300").spawn().unwrap())
 }
 
 fn open(uid: u32, pid: u32) -> runplane_proto::SessionOpened {
@@ -81,9 +113,8 @@ fn eventually(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-fn kill(mut c: Child) {
-    c.kill().unwrap();
-    c.wait().unwrap();
+fn kill(p: Proc) {
+    drop(p);
 }
 
 #[test]
@@ -184,34 +215,35 @@ fn priv_login_in_grace_cancels_removal() {
 #[test]
 fn priv_processes_lifetime_keeps_the_dir_while_a_process_of_the_user_runs() {
     require_root!();
-    run_private(users(2), |p| {
+    run_private(users_at(2100, 2), |p| {
         let cfg = config(p, "lifetime = \"processes\"\ngrace = \"0\"\n");
         let _d = start(&cfg);
-        // A "tmux" of u0 left behind after logout: a process running as uid 2000.
+        // A "tmux" of u0 left behind after logout: a process running as uid 2100.
         let leader = sleeper();
-        let s = open(2000, leader.id());
-        let tmux = runplane_sys::spawn::Spawn::new("/bin/sleep")
-            .arg("300")
-            .credentials(Credentials {
-                uid: 2000,
-                gid: 2000,
-                groups: vec![],
-            })
-            .spawn()
-            .unwrap();
+        let s = open(2100, leader.id());
+        let tmux = SysProc(
+            runplane_sys::spawn::Spawn::new("/bin/sleep")
+                .arg("300")
+                .credentials(Credentials {
+                    uid: 2100,
+                    gid: 2100,
+                    groups: vec![],
+                })
+                .spawn()
+                .unwrap(),
+        );
         client().session_close(s.id).unwrap();
         eventually("the user waits for its processes", || {
-            state_of(2000).as_deref() == Some("waiting-for-processes")
+            state_of(2100).as_deref() == Some("waiting-for-processes")
         });
         std::thread::sleep(Duration::from_millis(300));
         assert!(
-            Path::new("/run/user/2000").exists(),
+            Path::new("/run/user/2100").exists(),
             "removed under a running process"
         );
-        tmux.signal(rustix::process::Signal::KILL).unwrap();
-        tmux.wait().unwrap();
+        drop(tmux);
         eventually("the dir goes once the last process exited", || {
-            !Path::new("/run/user/2000").exists()
+            !Path::new("/run/user/2100").exists()
         });
         kill(leader);
     });
@@ -220,26 +252,26 @@ fn priv_processes_lifetime_keeps_the_dir_while_a_process_of_the_user_runs() {
 #[test]
 fn priv_unprivileged_peers_are_confined_to_themselves() {
     require_root!();
-    run_private(users(2), |p| {
+    run_private(users_at(2500, 2), |p| {
         let cfg = config(p, "");
         let _d = start(&cfg);
         let u0 = Some(Credentials {
-            uid: 2000,
-            gid: 2000,
+            uid: 2500,
+            gid: 2500,
             groups: vec![],
         });
         let cli = common::cli();
         // u0 asking for u1: refused, clear reason, exit 1.
         let out = run(
             &cli,
-            &["session", "open", "--uid", "2001", "--pid", "1"],
+            &["session", "open", "--uid", "2501", "--pid", "1"],
             &[],
             u0.clone(),
         );
         assert_eq!(out.status, ExitStatus::Exited(1), "{}", out.stderr);
         assert!(
             out.stderr
-                .contains("uid 2000 may open sessions only for itself, not for uid 2001"),
+                .contains("uid 2500 may open sessions only for itself, not for uid 2501"),
             "{}",
             out.stderr
         );
@@ -276,7 +308,7 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
         );
         assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr);
         // The shell (the leader) has exited by now, so the session ends by itself.
-        let root_s = open(2001, root_proc.id());
+        let root_s = open(2501, root_proc.id());
         let out = run(&cli, &["status", "--json"], &[], u0.clone());
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         assert!(
@@ -284,7 +316,7 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .all(|u| u["uid"] == 2000),
+                .all(|u| u["uid"] == 2500),
             "u0 sees another user: {v}"
         );
         let out = run(
@@ -296,7 +328,7 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
         assert_eq!(out.status, ExitStatus::Exited(1));
         assert!(
             out.stderr.contains(&format!(
-                "session {} belongs to uid 2001, not to uid 2000",
+                "session {} belongs to uid 2501, not to uid 2500",
                 root_s.id
             )),
             "{}",
@@ -313,7 +345,7 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
         let mut c = client();
         for (bytes, code) in [
             (
-                &br#"{"v":1,"id":1,"op":"session_open","args":{"uid":2000,"pid":-5}}"#[..],
+                &br#"{"v":1,"id":1,"op":"session_open","args":{"uid":2500,"pid":-5}}"#[..],
                 Code::ENOENT,
             ),
             (
@@ -321,7 +353,7 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
                 Code::ENOENT,
             ),
             (
-                br#"{"v":1,"id":3,"op":"session_open","args":{"user":"u0","uid":2000}}"#,
+                br#"{"v":1,"id":3,"op":"session_open","args":{"user":"u0","uid":2500}}"#,
                 Code::EINVAL,
             ),
             (
@@ -463,7 +495,7 @@ fn priv_another_manager_makes_the_daemon_refuse_unless_forced() {
     run_private(users(1), |p| {
         let fake = p.scratch.join("systemd-logind");
         std::fs::copy("/bin/sleep", &fake).unwrap();
-        let mut logind = Command::new(&fake).arg("300").spawn().unwrap();
+        let logind = Proc(Command::new(&fake).arg("300").spawn().unwrap());
         let cfg = config(p, "");
         let d = Daemon::start(&["--config", &cfg], &[]);
         let a = sleeper();
@@ -493,8 +525,7 @@ fn priv_another_manager_makes_the_daemon_refuse_unless_forced() {
         drop(d);
         let _d = Daemon::start(&["--config", &cfg, "--force"], &[]);
         assert_eq!(open(2000, a.id()).backend, "tmpfs");
-        logind.kill().unwrap();
-        logind.wait().unwrap();
+        drop(logind);
         kill(a);
     });
 }
@@ -552,7 +583,7 @@ fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
                 rng ^= rng << 17;
                 rng
             };
-            let mut leaders: Vec<(Child, u64, u32)> = Vec::new();
+            let mut leaders: Vec<(Proc, u64, u32)> = Vec::new();
             let mut c = client();
             for step in 0..3000 {
                 if step == 1500 {
@@ -640,6 +671,270 @@ fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
                 std::fs::read_dir("/run/user").unwrap().count() == 0
             });
             assert!(client().session_list().unwrap().is_empty());
+        },
+    );
+}
+
+fn as_user(uid: u32, program: &str, args: &[&str]) -> common::Output {
+    run(
+        Path::new(program),
+        args,
+        &[],
+        Some(Credentials {
+            uid,
+            gid: uid,
+            groups: vec![],
+        }),
+    )
+}
+
+#[test]
+fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
+    require_root!();
+    run_private(
+        Setup {
+            users: Some(Users::numbered("u", 2200, 2)),
+            ipc: true,
+            ..Default::default()
+        },
+        |p| {
+            let cfg = config(
+                p,
+                "remove_ipc = true\nlifetime = \"sessions\"\ngrace = \"0\"\n",
+            );
+            let _d = start(&cfg);
+            let leader = sleeper();
+            let s = open(2200, leader.id());
+            for uid in [2200, 2201] {
+                for kind in ["-M", "-S", "-Q"] {
+                    let out = as_user(
+                        uid,
+                        "/usr/bin/ipcmk",
+                        if kind == "-Q" {
+                            &["-Q"][..]
+                        } else if kind == "-M" {
+                            &["-M", "4096"][..]
+                        } else {
+                            &["-S", "1"][..]
+                        },
+                    );
+                    assert_eq!(
+                        out.status,
+                        ExitStatus::Exited(0),
+                        "ipcmk {kind}: {}",
+                        out.stderr
+                    );
+                }
+                assert_eq!(
+                    as_user(
+                        uid,
+                        "/usr/bin/touch",
+                        &[
+                            &format!("/dev/shm/pshm-{uid}"),
+                            &format!("/dev/mqueue/mq-{uid}")
+                        ]
+                    )
+                    .status,
+                    ExitStatus::Exited(0)
+                );
+            }
+            // What would go, as the user sees it; another user may not look.
+            let out = as_user(
+                2200,
+                common::cli().to_str().unwrap(),
+                &["session", "ipc", "u0", "--json"],
+            );
+            assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr);
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            let mut kinds: Vec<&str> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["kind"].as_str().unwrap())
+                .collect();
+            kinds.sort();
+            assert_eq!(kinds, ["mqueue", "msg", "posix-shm", "sem", "shm"], "{v}");
+            let out = as_user(
+                2201,
+                common::cli().to_str().unwrap(),
+                &["session", "ipc", "u0"],
+            );
+            assert_eq!(out.status, ExitStatus::Exited(1));
+            assert!(
+                out.stderr.contains("may list only its own IPC objects"),
+                "{}",
+                out.stderr
+            );
+            // Logout: u0's objects go with its dir, u1's stay.
+            client().session_close(s.id).unwrap();
+            eventually("the dir is removed", || {
+                !Path::new("/run/user/2200").exists()
+            });
+            let left =
+                |file: &str| std::fs::read_to_string(format!("/proc/sysvipc/{file}")).unwrap();
+            for file in ["shm", "sem", "msg"] {
+                let t = left(file);
+                assert!(
+                    !t.lines()
+                        .skip(1)
+                        .any(|l| l.split_whitespace().any(|f| f == "2200")),
+                    "{file}: {t}"
+                );
+                assert!(
+                    t.lines()
+                        .skip(1)
+                        .any(|l| l.split_whitespace().any(|f| f == "2201")),
+                    "{file} of u1 removed: {t}"
+                );
+            }
+            assert!(
+                !Path::new("/dev/shm/pshm-2200").exists()
+                    && !Path::new("/dev/mqueue/mq-2200").exists()
+            );
+            assert!(
+                Path::new("/dev/shm/pshm-2201").exists()
+                    && Path::new("/dev/mqueue/mq-2201").exists()
+            );
+            // With a process of the user still running, its objects are kept.
+            let s = open(2201, leader.id());
+            let bg = SysProc(
+                runplane_sys::spawn::Spawn::new("/bin/sleep")
+                    .arg("300")
+                    .credentials(Credentials {
+                        uid: 2201,
+                        gid: 2201,
+                        groups: vec![],
+                    })
+                    .spawn()
+                    .unwrap(),
+            );
+            client().session_close(s.id).unwrap();
+            eventually("the dir is removed", || {
+                !Path::new("/run/user/2201").exists()
+            });
+            assert!(
+                Path::new("/dev/shm/pshm-2201").exists(),
+                "IPC removed under a running process"
+            );
+            drop(bg);
+            kill(leader);
+        },
+    );
+}
+
+#[test]
+fn priv_refused_mount_falls_back_to_a_plain_dir_and_removal_survives_links() {
+    require_root!();
+    run_private(users_at(2400, 1), |p| {
+        let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+        let _d = Daemon::start_in_userns(&["--config", &cfg, "--force"]);
+        let leader = sleeper();
+        let s = open(2400, leader.id());
+        assert_eq!(s.backend, "fallback-dir");
+        let md = std::fs::metadata("/run/user/2400").unwrap();
+        assert_eq!(
+            (
+                std::os::unix::fs::MetadataExt::uid(&md),
+                std::os::unix::fs::MetadataExt::mode(&md) & 0o7777
+            ),
+            (2400, 0o700)
+        );
+        assert!(
+            !runplane_sys::mountinfo::read()
+                .unwrap()
+                .iter()
+                .any(|m| m.mount_point == Path::new("/run/user/2400"))
+        );
+        let st = status();
+        assert_eq!(
+            (st.userdirs[0].backend.as_str(), st.userdirs[0].bytes_limit),
+            ("fallback-dir", 0)
+        );
+        // What only a plain directory allows: a hard link to a file outside (same filesystem),
+        // plus a symlink. (Mounts inside are covered with a tmpfs: a daemon that may not mount
+        // may not unmount either.)
+        let outside = p.scratch.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("f"), b"keep").unwrap();
+        std::os::unix::fs::chown(outside.join("f"), Some(2400), Some(2400)).unwrap();
+        std::fs::hard_link(outside.join("f"), "/run/user/2400/hardlink").unwrap();
+        std::os::unix::fs::symlink(&outside, "/run/user/2400/symlink").unwrap();
+        client().session_close(s.id).unwrap();
+        eventually("the fallback dir is removed", || {
+            !Path::new("/run/user/2400").exists()
+        });
+        assert_eq!(std::fs::read(outside.join("f")).unwrap(), b"keep");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(outside.join("f")).unwrap()),
+            1
+        );
+        assert!(
+            !runplane_sys::mountinfo::read()
+                .unwrap()
+                .iter()
+                .any(|m| m.mount_point.starts_with("/run/user/2400"))
+        );
+        kill(leader);
+    });
+}
+
+#[test]
+fn priv_a_users_fuse_mount_inside_is_dropped_with_the_dir() {
+    require_root!();
+    run_private(
+        Setup {
+            users: Some(Users::numbered("u", 2300, 1)),
+            private_dev: true,
+            ..Default::default()
+        },
+        |p| {
+            let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+            let _d = start(&cfg);
+            let leader = sleeper();
+            let s = open(2300, leader.id());
+            let src = p.scratch.join("src");
+            std::fs::create_dir(&src).unwrap();
+            std::fs::write(src.join("precious"), b"keep").unwrap();
+            std::os::unix::fs::chown(&src, Some(2300), Some(2300)).unwrap();
+            std::fs::create_dir("/run/user/2300/fuse").unwrap();
+            std::os::unix::fs::chown("/run/user/2300/fuse", Some(2300), Some(2300)).unwrap();
+            // The user mounts FUSE through the setuid fusermount3, as a desktop's portal would.
+            let fuse = SysProc(
+                runplane_sys::spawn::Spawn::new("/usr/bin/bindfs")
+                    .args([
+                        "-f",
+                        "--no-allow-other",
+                        src.to_str().unwrap(),
+                        "/run/user/2300/fuse",
+                    ])
+                    .env("PATH", "/usr/bin:/bin")
+                    .credentials(Credentials {
+                        uid: 2300,
+                        gid: 2300,
+                        groups: vec![],
+                    })
+                    .spawn()
+                    .unwrap(),
+            );
+            eventually("the FUSE mount appears", || {
+                runplane_sys::mountinfo::read().unwrap().iter().any(|m| {
+                    m.mount_point == Path::new("/run/user/2300/fuse")
+                        && m.fstype.starts_with("fuse")
+                })
+            });
+            client().session_close(s.id).unwrap();
+            eventually("the dir is removed", || {
+                !Path::new("/run/user/2300").exists()
+            });
+            assert!(
+                !runplane_sys::mountinfo::read()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m.mount_point.starts_with("/run/user/2300"))
+            );
+            assert_eq!(std::fs::read(src.join("precious")).unwrap(), b"keep");
+            drop(fuse);
+            kill(leader);
         },
     );
 }

@@ -19,6 +19,7 @@
 //! | [`pidfd`] | pidfds and process start times (pid-reuse-safe process identity) |
 //! | [`spawn`] | process spawn without forking the caller (`clone(CLONE_VM|CLONE_VFORK)`) |
 //! | [`inherited`] | taking ownership of fds inherited by number (`--ready-fd N`) |
+//! | [`ipc`] | removing System V IPC objects (`IPC_RMID`) |
 //! | [`lock`] | `flock` lock files with holder pids |
 //! | [`asyncfd`] | safe registration of owned fds with tokio (feature `tokio`) |
 
@@ -28,6 +29,7 @@ pub mod atomic;
 pub mod dir;
 mod error;
 pub mod inherited;
+pub mod ipc;
 pub mod lock;
 pub mod mountinfo;
 pub mod pidfd;

@@ -92,6 +92,19 @@ fn remove_entry(
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
             return remove_entry(parent, name, Some(Kind::File), mnt, depth, report);
         }
+        // A mount that refuses even root (FUSE without allow_other): not ours to enter. If
+        // mountinfo shows a mount there, skip it as any other mount; else it is a real error.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
+            let path = parent.path().join(name);
+            if crate::mountinfo::read()?
+                .iter()
+                .any(|m| m.mount_point == path)
+            {
+                report.mounts_skipped.push(path);
+                return Ok(());
+            }
+            return Err(e);
+        }
         Err(e) => return Err(e),
     };
     if child.mount_id()? != mnt {

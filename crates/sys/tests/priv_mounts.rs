@@ -167,3 +167,44 @@ fn priv_no_xdev_refuses_to_cross_a_mount_when_asked() {
         assert_eq!(e.raw_os_error(), Some(libc::EXDEV), "{e}");
     });
 }
+
+#[test]
+fn priv_a_mount_that_refuses_root_is_skipped_as_a_mount() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        // A mount root we cannot open, as FUSE without allow_other is for root: a tmpfs of
+        // mode 000 owned by another uid, opened by this test's own thread after it dropped
+        // CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (capabilities are per thread).
+        let parent = Dir::open(&p.scratch).unwrap();
+        parent.mkdir("tree", 0o755).unwrap();
+        std::fs::create_dir(p.scratch.join("tree/locked")).unwrap();
+        runplane_testkit::mount_tmpfs(&p.scratch.join("tree/locked"), "mode=000,uid=4242");
+        std::fs::create_dir(p.scratch.join("tree/plain")).unwrap();
+        let tree = parent.open_dir("tree", Resolve::STRICT).unwrap();
+        let mut caps = rustix::thread::capabilities(None).unwrap();
+        caps.effective -= rustix::thread::CapabilitySet::DAC_OVERRIDE
+            | rustix::thread::CapabilitySet::DAC_READ_SEARCH;
+        rustix::thread::set_capabilities(None, caps).unwrap();
+        let e = tree.open_dir("locked", Resolve::STRICT).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EACCES),
+            "the test premise: root cannot open it now"
+        );
+        let r = remove::empty_dir(&tree).unwrap();
+        assert_eq!(r.mounts_skipped, vec![p.scratch.join("tree/locked")]);
+        assert!(!p.scratch.join("tree/plain").exists());
+        // A directory that refuses us but is not a mount is a real error, named.
+        std::fs::create_dir(p.scratch.join("tree/closed")).unwrap();
+        std::fs::create_dir(p.scratch.join("tree/closed/inner")).unwrap();
+        std::os::unix::fs::chown(p.scratch.join("tree/closed"), Some(4242), Some(4242)).unwrap();
+        std::fs::set_permissions(
+            p.scratch.join("tree/closed"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
+        )
+        .unwrap();
+        let e = remove::remove_tree(&tree, "closed").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+        assert!(e.to_string().contains("tree/closed"), "{e}");
+    });
+}

@@ -118,10 +118,11 @@ pub struct Setup {
     pub ipc: bool,
     /// Size of the tmpfs over `/run` (default 64 MiB).
     pub run_size: Option<u64>,
-    /// A private `/dev` (tmpfs with the host's null, zero, full, random, urandom, tty, ptmx
-    /// and pts bound in) with a datagram socket at `/dev/log` that catches syslog(3) messages
-    /// of processes started in the namespace ([`Private::syslog_messages`]).
-    pub syslog: bool,
+    /// A private `/dev`: a tmpfs with the host's null, zero, full, random, urandom, tty, ptmx
+    /// and pts bound in, its own `/dev/fuse` node with Debian's mode 0666 (so that users can
+    /// mount FUSE through fusermount3 whatever the host's node allows), and a datagram socket
+    /// at `/dev/log` that catches syslog(3) messages ([`Private::syslog_messages`]).
+    pub private_dev: bool,
 }
 
 /// The environment a private test runs in.
@@ -129,7 +130,7 @@ pub struct Setup {
 pub struct Private {
     /// A scratch directory on the private tmpfs over `/run` (`/run/.testkit`).
     pub scratch: PathBuf,
-    /// The `/dev/log` socket when [`Setup::syslog`] was asked for.
+    /// The `/dev/log` socket when [`Setup::private_dev`] was asked for.
     pub syslog: Option<rustix::fd::OwnedFd>,
 }
 
@@ -176,7 +177,7 @@ pub fn run_private<T: Send>(setup: Setup, f: impl FnOnce(&Private) -> T + Send) 
             enter(&setup);
             let scratch = PathBuf::from("/run/.testkit");
             std::fs::create_dir_all(&scratch).unwrap_or_else(|e| fatal("create /run/.testkit", e));
-            let syslog = setup.syslog.then(private_dev);
+            let syslog = setup.private_dev.then(private_dev);
             f(&Private { scratch, syslog })
         });
         match h.join() {
@@ -277,6 +278,19 @@ fn private_dev() -> rustix::fd::OwnedFd {
         let _ = mount_bind(orig.join(dir), &dst);
     }
     let _ = std::os::unix::fs::symlink("/proc/self/fd", "/dev/fd");
+    // Our own node (the host's may be 0600): char 10,229 as the kernel's misc fuse device.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        "/dev/fuse",
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(10, 229),
+    )
+    .unwrap_or_else(|e| fatal("create /dev/fuse", e));
+    let _ = std::fs::set_permissions(
+        "/dev/fuse",
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    );
     let log = rustix::net::socket(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::DGRAM,
@@ -430,7 +444,7 @@ mod tests {
                 users: Some(users),
                 ipc: true,
                 run_size: None,
-                syslog: true,
+                private_dev: true,
             },
             |p| {
                 std::fs::write(p.scratch.join("x"), b"1").unwrap();

@@ -9,6 +9,7 @@
 //!   budget; requests in, actions out.
 //! - [`store`]: per-user records in the state directory, re-read after a restart.
 //! - [`procs`]: processes of a uid; other managers of `/run/user` (logind, elogind).
+//! - [`ipc`]: RemoveIPC: a user's SysV and POSIX IPC objects, listed and removed.
 //! - [`dirs`]: the effects on `/run/user` through runplane-sys (create, adopt, fall back, remove).
 //!
 //! Not here: the event loop, timers and pidfd watching (runplaned), the wire protocol
@@ -17,6 +18,7 @@
 pub mod accounts;
 pub mod config;
 pub mod dirs;
+pub mod ipc;
 pub mod lifecycle;
 pub mod procs;
 pub mod size;

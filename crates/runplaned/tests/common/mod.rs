@@ -173,6 +173,69 @@ impl Daemon {
         })
     }
 
+    /// Starts runplaned inside a new user namespace that maps uids and gids 0..65536 onto
+    /// themselves: root there may chown to any user, but the mount namespace still belongs to
+    /// the parent user namespace, so every mount is refused (EPERM), as in a container.
+    pub fn start_in_userns(args: &[&str]) -> Daemon {
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("log");
+        let logf = std::fs::File::create(&log).unwrap();
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let (go_r, go_w) = rustix::pipe::pipe().unwrap();
+        let child = Spawn::new("/usr/bin/unshare")
+            .args([
+                "--user",
+                "--",
+                "/bin/sh",
+                "-c",
+                "read go <&4 && exec 4<&- && exec \"$0\" \"$@\"",
+                DAEMON,
+            ])
+            .args(args)
+            .args(["--ready-fd", "3"])
+            .env("RUNPLANE_LOG", "debug")
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .fd(devnull.as_fd(), 0)
+            .fd(logf.as_fd(), 1)
+            .fd(logf.as_fd(), 2)
+            .fd(w.as_fd(), 3)
+            .fd(go_r.as_fd(), 4)
+            .parent_death_signal(rustix::process::Signal::KILL)
+            .spawn()
+            .unwrap();
+        drop((w, go_r));
+        let pid = child.pid();
+        let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|n| n == ours) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare --user did not happen"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for map in ["uid_map", "gid_map"] {
+            std::fs::write(format!("/proc/{pid}/{map}"), "0 0 65536\n").unwrap();
+        }
+        rustix::io::write(&go_w, b"go\n").unwrap();
+        drop(go_w);
+        let ready = wait_readable(&r, Duration::from_secs(10)) && {
+            let mut b = [0u8; 1];
+            matches!(rustix::io::read(&r, &mut b), Ok(1))
+        };
+        assert!(
+            ready,
+            "runplaned in a user namespace did not become ready:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Daemon {
+            child: Some(child),
+            log,
+            _logdir: logdir,
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().pid()
     }
