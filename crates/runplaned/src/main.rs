@@ -56,12 +56,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every live session holds a pidfd: lift the soft open-file limit to the hard one (as
+/// systemd does for itself) so that thousands of logins fit. The daemon starts no services
+/// yet; when it does, it must hand them the usual soft limit back (select() breaks above 1024).
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum
+        && let Err(e) = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: l.maximum,
+                maximum: l.maximum,
+            },
+        )
+    {
+        tracing::warn!(
+            "unable to raise the open-file limit to {:?}: {e}",
+            l.maximum
+        );
+    }
+}
+
 fn run() -> Result<(), Fatal> {
     let args = args::parse()?;
     let setup = args.setup()?;
     let (config, config_path) =
         config::load(&setup.source, &setup.defaults).map_err(|e| Fatal::usage(e.to_string()))?;
     logging::init();
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
