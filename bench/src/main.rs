@@ -5,6 +5,12 @@
 //! - `spawn N TOUCH_MIB PROGRAM`: N spawn+wait of PROGRAM with `runplane_sys::spawn`, from a
 //!   process that first touched TOUCH_MIB MiB (the primitive must not slow down as the
 //!   daemon grows, which is what fork does).
+//! - `userdirs SOCKET DAEMON_PID FIRST_UID USERS FURTHER IDLE_SECS`: through the library
+//!   client on one connection, led by this process: a first `session_open` for each of USERS
+//!   uids (each mounts a tmpfs), a further open for FURTHER of them and the close of those;
+//!   then the daemon's RSS with USERS users mounted, and its context switches (wakeups) over
+//!   IDLE_SECS of idleness. Prints `first`, `further`, `close` lines (p50 p99 mean, µs),
+//!   `rss_kib N` and `idle_wakeups N`.
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +80,81 @@ fn main() {
             std::hint::black_box(&mem);
             println!("{}", summary(t));
         }
+        Some("userdirs") => userdirs(&args),
         _ => usage(),
     }
+}
+
+fn status_field(pid: &str, task: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{task}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Voluntary and involuntary context switches of every thread of `pid`: each wakeup of a
+/// sleeping thread counts one.
+fn switches(pid: &str) -> u64 {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        fatal(format!("no process {pid}"))
+    };
+    rd.flatten()
+        .map(|t| {
+            let t = t.file_name().to_string_lossy().into_owned();
+            status_field(pid, &t, "voluntary_ctxt_switches:")
+                + status_field(pid, &t, "nonvoluntary_ctxt_switches:")
+        })
+        .sum()
+}
+
+fn userdirs(args: &[String]) {
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
+    let num = |i: usize| -> u64 { arg(i).parse().unwrap_or_else(|_| usage()) };
+    let (sock, pid) = (arg(2), arg(3));
+    let (first_uid, users, further, idle) = (num(4) as u32, num(5) as u32, num(6) as u32, num(7));
+    let me = Some(std::process::id() as i32);
+    let mut c =
+        runplane::Client::connect(&sock, Duration::from_secs(10)).unwrap_or_else(|e| fatal(e));
+    let open = |c: &mut runplane::Client, uid: u32| {
+        let t0 = Instant::now();
+        let s = c
+            .session_open(runplane::proto::SessionOpen {
+                user: None,
+                uid: Some(uid),
+                pid: me,
+                allow_nested: None,
+            })
+            .unwrap_or_else(|e| fatal(format!("uid {uid}: {e}")));
+        (t0.elapsed().as_secs_f64() * 1e6, s.id)
+    };
+    let mut t = Vec::new();
+    for uid in first_uid..first_uid + users {
+        t.push(open(&mut c, uid).0);
+    }
+    println!("first {}", summary(t));
+    let mut ids = Vec::new();
+    let mut t = Vec::new();
+    for uid in first_uid..first_uid + further.min(users) {
+        let (d, id) = open(&mut c, uid);
+        t.push(d);
+        ids.push(id);
+    }
+    println!("further {}", summary(t));
+    let mut t = Vec::new();
+    for id in ids {
+        let t0 = Instant::now();
+        c.session_close(id).unwrap_or_else(|e| fatal(e));
+        t.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    println!("close {}", summary(t));
+    let rss = status_field(&pid, &pid, "VmRSS:");
+    println!("rss_kib {rss}");
+    drop(c);
+    // Let the daemon settle (the connection's end, tokio's idle blocking threads retiring).
+    std::thread::sleep(Duration::from_secs(12));
+    let before = switches(&pid);
+    std::thread::sleep(Duration::from_secs(idle));
+    println!("idle_wakeups {}", switches(&pid) - before);
 }

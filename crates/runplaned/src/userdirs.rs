@@ -84,6 +84,8 @@ fn mount_policy(cfg: &UserdirsConfig) -> MountPolicy {
 struct Inner {
     /// Session ids below this are reserved on disk.
     reserved: u64,
+    /// User name -> uid of the users in the table.
+    names: HashMap<String, u32>,
     cfg: UserdirsConfig,
     mount: MountPolicy,
     root: Root,
@@ -135,6 +137,7 @@ impl Userdirs {
         let lc = Lifecycle::new(policy_of(&cfg), floor);
         let mut inner = Inner {
             reserved: floor,
+            names: HashMap::new(),
             mount: mount_policy(&cfg),
             cfg,
             root,
@@ -226,8 +229,13 @@ impl Userdirs {
 
     /// `session_open`.
     pub async fn open(&self, req: SessionOpen, cred: Cred) -> Result<SessionOpened, ErrorReply> {
-        drop(self.inner()?); // refuse early when not managing
-        let account = lookup(req.user.clone(), req.uid).await?;
+        // A user who already has a directory is served from the table (the account data of its
+        // first login, which its tmpfs was made with): no NSS round on the hot path.
+        let known = self.inner()?.known_account(req.user.as_deref(), req.uid);
+        let account = match known {
+            Some(a) => a,
+            None => lookup(req.user.clone(), req.uid).await?,
+        };
         let pid = req.pid.unwrap_or(cred.pid);
         let leader = Process::open(pid).map_err(|e| match e.raw_os_error() {
             Some(c) if c == libc_esrch() => err(
@@ -549,6 +557,21 @@ async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, Error
 }
 
 impl Inner {
+    /// The account of a user in the table, by name or uid (exactly one given).
+    fn known_account(&self, name: Option<&str>, uid: Option<u32>) -> Option<Account> {
+        let u = match (name, uid) {
+            (None, Some(uid)) => self.lc.user(uid)?,
+            (Some(n), None) => self.lc.user(*self.names.get(n)?)?,
+            _ => return None,
+        };
+        u.dir?;
+        Some(Account {
+            uid: u.uid,
+            gid: u.gid,
+            name: u.name.clone(),
+        })
+    }
+
     /// A live session of another uid that `pid` runs in: the innermost process among `pid`
     /// and its ancestors that leads sessions leads none of `uid` (how `su` and `sudo` from a
     /// logged-in user look). `None` when not nested, or nested in a session of `uid` itself.
@@ -630,6 +653,11 @@ impl Inner {
                 },
                 Action::Persist { uid } => {
                     if let Some(u) = self.lc.user(uid)
+                        && !self.names.contains_key(&u.name)
+                    {
+                        self.names.insert(u.name.clone(), uid);
+                    }
+                    if let Some(u) = self.lc.user(uid)
                         && let Err(e) = self.store.save(u, self.lc.sessions_of(uid))
                     {
                         tracing::error!(uid, "{e}");
@@ -656,6 +684,7 @@ impl Inner {
     }
 
     fn remove(&mut self, uid: u32, existed: bool) {
+        self.names.retain(|_, u| *u != uid);
         for m in [&mut self.watchers, &mut self.timers] {
             if let Some(h) = m.remove(&uid) {
                 h.abort();

@@ -1,0 +1,49 @@
+/* The whole PAM path of a login's session, through libpam and pam_runplane.so:
+ * pam_start_confdir + pam_open_session + pam_close_session + pam_end, N times for USER.
+ * usage: pamsession CONFDIR SERVICE USER N     prints: p50_us p99_us mean_us */
+#include <security/pam_appl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int no_conv(int n, const struct pam_message **m, struct pam_response **r, void *d) {
+    (void)n; (void)m; (void)r; (void)d;
+    return PAM_CONV_ERR;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 5) { fprintf(stderr, "usage: %s CONFDIR SERVICE USER N\n", argv[0]); return 100; }
+    int n = atoi(argv[4]);
+    struct pam_conv conv = { no_conv, NULL };
+    double *t = malloc(sizeof(double) * n);
+    for (int i = 0; i < n; i++) {
+        pam_handle_t *h = NULL;
+        double t0 = now_us();
+        int rc = pam_start_confdir(argv[2], argv[3], &conv, argv[1], &h);
+        if (rc == PAM_SUCCESS) rc = pam_open_session(h, 0);
+        if (rc == PAM_SUCCESS && (i == 0 && !pam_getenv(h, "XDG_RUNTIME_DIR"))) {
+            fprintf(stderr, "no XDG_RUNTIME_DIR exported\n");
+            return 111;
+        }
+        if (rc == PAM_SUCCESS) rc = pam_close_session(h, 0);
+        pam_end(h, rc);
+        t[i] = now_us() - t0;
+        if (rc != PAM_SUCCESS) { fprintf(stderr, "pam: %d\n", rc); return 111; }
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += t[i];
+    qsort(t, n, sizeof(double), cmp);
+    printf("%.1f %.1f %.1f\n", t[n / 2], t[n * 99 / 100], sum / n);
+    return 0;
+}
