@@ -6,7 +6,8 @@
 //!   process that first touched TOUCH_MIB MiB (the primitive must not slow down as the
 //!   daemon grows, which is what fork does).
 //! - `userdirs SOCKET DAEMON_PID FIRST_UID USERS FURTHER IDLE_SECS`: through the library
-//!   client on one connection, led by this process: a first `session_open` for each of USERS
+//!   client on one connection, led by this process, passing the resolved account as the PAM
+//!   module does: a first `session_open` for each of USERS
 //!   uids (each mounts a tmpfs), a further open for FURTHER of them and the close of those;
 //!   then the daemon's RSS with USERS users mounted, and its context switches (wakeups) over
 //!   IDLE_SECS of idleness. Prints `first`, `further`, `close` lines (p50 p99 mean, µs),
@@ -15,6 +16,9 @@
 use std::time::{Duration, Instant};
 
 fn summary(mut t: Vec<f64>) -> String {
+    if t.is_empty() {
+        return "0 0 0".into();
+    }
     let mean = t.iter().sum::<f64>() / t.len() as f64;
     t.sort_by(|a, b| a.total_cmp(b));
     format!(
@@ -121,10 +125,13 @@ fn userdirs(args: &[String]) {
         let t0 = Instant::now();
         let s = c
             .session_open(runplane::proto::SessionOpen {
-                user: None,
+                // As pam_runplane.so does: the account resolved by the caller (names b0, b1...
+                // with gid = uid, as bench/userdirs writes them).
+                user: Some(format!("b{}", uid - first_uid)),
                 uid: Some(uid),
                 pid: me,
                 allow_nested: None,
+                gid: Some(uid),
             })
             .unwrap_or_else(|e| fatal(format!("uid {uid}: {e}")));
         (t0.elapsed().as_secs_f64() * 1e6, s.id)

@@ -64,6 +64,7 @@ pub fn run(cli: &Cli, what: &Session) -> Result<(), Failure> {
                 uid: who.uid,
                 pid,
                 allow_nested: None,
+                gid: None,
             })?;
             if out.json {
                 return print_json(&s);

@@ -65,11 +65,15 @@ impl<T: ModuleClient> PamModule<T> for Module {
             return Err(ErrorCode::Ignore);
         };
         let pid = rustix::process::getpid().as_raw_nonzero().get();
+        // The login process resolved the user already; resolve it here too (same NSS, same
+        // process) and hand the daemon the whole account, so that it never waits on NSS.
+        let resolved = nix::unistd::User::from_name(&user).ok().flatten();
         let req = SessionOpen {
             user: Some(user.clone()),
-            uid: None,
+            uid: resolved.as_ref().map(|u| u.uid.as_raw()),
             pid: Some(pid),
             allow_nested: Some(opts.allow_su),
+            gid: resolved.as_ref().map(|u| u.gid.as_raw()),
         };
         let opened = connect(&opts).and_then(|(mut c, start)| {
             // The budget is for the whole exchange, not per step.

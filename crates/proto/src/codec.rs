@@ -344,7 +344,7 @@ mod tests {
                 Request::Reload,
                 Request::SessionList,
                 Request::LingerList,
-                Request::SessionOpen(crate::SessionOpen { user: Some(name.clone()), uid: None, pid: Some(pid), allow_nested: Some(on) }),
+                Request::SessionOpen(crate::SessionOpen { user: Some(name.clone()), uid: None, pid: Some(pid), allow_nested: Some(on), gid: None }),
                 Request::SessionClose(crate::SessionClose { id }),
                 Request::Linger(crate::Linger { user: None, uid: Some(uid), enable: on }),
                 Request::SessionIpc(crate::UserRef { user: Some(name), uid: None }),

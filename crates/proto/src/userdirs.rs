@@ -28,6 +28,11 @@ pub struct SessionOpen {
     /// an ancestor leads one: `su`/`sudo` from a logged-in user). Default `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_nested: Option<bool>,
+    /// The account already resolved by the caller: with `user`, `uid` and `gid` all given, the
+    /// daemon uses them instead of looking the user up (root callers only; the PAM module does
+    /// this, since the login process has resolved the user already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
 }
 
 /// `session_open` answer.

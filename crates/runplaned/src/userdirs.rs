@@ -231,7 +231,35 @@ impl Userdirs {
     pub async fn open(&self, req: SessionOpen, cred: Cred) -> Result<SessionOpened, ErrorReply> {
         // A user who already has a directory is served from the table (the account data of its
         // first login, which its tmpfs was made with): no NSS round on the hot path.
-        let known = self.inner()?.known_account(req.user.as_deref(), req.uid);
+        // A root caller that resolved the account already (the PAM module, inside the login
+        // process that looked the user up) may pass it whole: no lookup in the daemon at all.
+        let given = match (req.gid, &req.user, req.uid) {
+            (None, _, _) => None,
+            (Some(_), _, _) if cred.uid != 0 => {
+                return Err(err(
+                    Code::EPERM,
+                    format!(
+                        "only root may pass a resolved account (gid), not uid {}",
+                        cred.uid
+                    ),
+                ));
+            }
+            (Some(gid), Some(name), Some(uid)) => Some(Account {
+                uid,
+                gid,
+                name: name.clone(),
+            }),
+            (Some(_), _, _) => {
+                return Err(err(
+                    Code::EINVAL,
+                    "a resolved account needs user, uid and gid together",
+                ));
+            }
+        };
+        let known = match given {
+            Some(a) => Some(a),
+            None => self.inner()?.known_account(req.user.as_deref(), req.uid),
+        };
         let account = match known {
             Some(a) => a,
             None => lookup(req.user.clone(), req.uid).await?,
@@ -339,6 +367,7 @@ impl Userdirs {
         let actions =
             i.lc.close(id, now_ms())
                 .map_err(|e| err(Code::ENOENT, e.to_string()))?;
+        // Persisted before answering: a close lost in a crash would revive the session.
         let _ = i.execute(actions);
         tracing::info!(session = id, uid = s.uid, "session closed");
         let (remaining, state) = match i.lc.user(s.uid) {
@@ -544,11 +573,25 @@ fn libc_esrch() -> i32 {
     rustix::io::Errno::SRCH.raw_os_error()
 }
 
-/// NSS lookups may block (LDAP, sssd): off the event loop.
+/// Whether NSS is local files only (read once at start): then lookups run inline.
+static NSS_LOCAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// NSS lookups may block (LDAP, sssd): off the event loop, unless the databases are local files.
 async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, ErrorReply> {
-    let r = tokio::task::spawn_blocking(move || accounts::lookup(user.as_deref(), uid))
-        .await
-        .map_err(|e| err(Code::EIO, format!("user lookup failed: {e}")))?;
+    let local = *NSS_LOCAL.get_or_init(|| {
+        accounts::nss_is_local(
+            std::fs::read_to_string("/etc/nsswitch.conf")
+                .ok()
+                .as_deref(),
+        )
+    });
+    let r = if local {
+        accounts::lookup(user.as_deref(), uid)
+    } else {
+        tokio::task::spawn_blocking(move || accounts::lookup(user.as_deref(), uid))
+            .await
+            .map_err(|e| err(Code::EIO, format!("user lookup failed: {e}")))?
+    };
     r.map_err(|e| match e {
         LookupError::Ambiguous => err(Code::EINVAL, e.to_string()),
         LookupError::Nss { .. } => err(Code::EIO, e.to_string()),
@@ -613,6 +656,8 @@ impl Inner {
     fn execute(&mut self, actions: Vec<Action>) -> Result<(), String> {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         let mut failure = None;
+        // One record write per user per request, after everything else changed the table.
+        let mut persist = std::collections::BTreeSet::new();
         while let Some(a) = queue.pop_front() {
             match a {
                 Action::Create {
@@ -652,16 +697,7 @@ impl Inner {
                     }
                 },
                 Action::Persist { uid } => {
-                    if let Some(u) = self.lc.user(uid)
-                        && !self.names.contains_key(&u.name)
-                    {
-                        self.names.insert(u.name.clone(), uid);
-                    }
-                    if let Some(u) = self.lc.user(uid)
-                        && let Err(e) = self.store.save(u, self.lc.sessions_of(uid))
-                    {
-                        tracing::error!(uid, "{e}");
-                    }
+                    persist.insert(uid);
                 }
                 Action::WatchProcesses { uid } => self.watch_processes(uid),
                 Action::UnwatchProcesses { uid } => {
@@ -675,6 +711,16 @@ impl Inner {
                     deadline,
                 } => self.arm(uid, generation, deadline),
                 Action::Remove { uid, dir } => self.remove(uid, dir.is_some()),
+            }
+        }
+        for uid in persist {
+            if let Some(u) = self.lc.user(uid) {
+                if !self.names.contains_key(&u.name) {
+                    self.names.insert(u.name.clone(), uid);
+                }
+                if let Err(e) = self.store.save(u, self.lc.sessions_of(uid)) {
+                    tracing::error!(uid, "{e}");
+                }
             }
         }
         match failure {

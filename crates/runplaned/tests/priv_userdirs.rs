@@ -92,6 +92,7 @@ fn open(uid: u32, pid: u32) -> runplane_proto::SessionOpened {
             uid: Some(uid),
             pid: Some(pid as i32),
             allow_nested: None,
+            gid: None,
         })
         .unwrap()
 }
@@ -504,6 +505,7 @@ fn priv_another_manager_makes_the_daemon_refuse_unless_forced() {
             uid: Some(2000),
             pid: Some(a.id() as i32),
             allow_nested: None,
+            gid: None,
         }) {
             Err(ClientError::Daemon(e)) => {
                 assert_eq!(e.code, Code::EBUSY);
@@ -551,6 +553,7 @@ fn priv_budget_and_limits_are_enforced() {
             uid: Some(2002),
             pid: Some(a.id() as i32),
             allow_nested: None,
+            gid: None,
         }) {
             Err(ClientError::Daemon(e)) => {
                 assert_eq!(e.code, Code::ENOSPC);
@@ -611,6 +614,7 @@ fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
                                 uid: Some(uid),
                                 pid: Some(pid as i32),
                                 allow_nested: None,
+                                gid: None,
                             })
                             .unwrap();
                         if let Some(l) = leaders.iter_mut().find(|l| l.0.id() == pid) {
@@ -937,4 +941,95 @@ fn priv_a_users_fuse_mount_inside_is_dropped_with_the_dir() {
             kill(leader);
         },
     );
+}
+
+#[test]
+fn priv_a_resolved_account_is_taken_from_root_only() {
+    require_root!();
+    run_private(users_at(2600, 2), |p| {
+        let cfg = config(p, "");
+        let _d = start(&cfg);
+        let leader = sleeper();
+        let pid = Some(leader.id() as i32);
+        // Root passes the whole account: used as given (the tmpfs gets that gid).
+        let s = client()
+            .session_open(SessionOpen {
+                user: Some("u0".into()),
+                uid: Some(2600),
+                pid,
+                allow_nested: None,
+                gid: Some(4242),
+            })
+            .unwrap();
+        assert_eq!((s.uid, s.user.as_str()), (2600, "u0"));
+        let m = runplane_sys::mountinfo::read()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.mount_point == Path::new("/run/user/2600"))
+            .unwrap();
+        assert_eq!(m.option("gid"), Some("4242"));
+        // A partial account is an error.
+        match client().session_open(SessionOpen {
+            user: None,
+            uid: Some(2601),
+            pid,
+            allow_nested: None,
+            gid: Some(1),
+        }) {
+            Err(ClientError::Daemon(e)) => assert_eq!(e.code, Code::EINVAL, "{}", e.message),
+            other => panic!("{other:?}"),
+        }
+        // A non-root caller may not pass one (even for itself).
+        let out = run(
+            Path::new("/bin/sh"),
+            &[
+                "-c",
+                &format!(
+                    "{} session open --user u1 --json; :",
+                    common::cli().display()
+                ),
+            ],
+            &[],
+            Some(Credentials {
+                uid: 2601,
+                gid: 2601,
+                groups: vec![],
+            }),
+        );
+        assert_eq!(
+            out.status,
+            ExitStatus::Exited(0),
+            "without gid it works: {}",
+            out.stderr
+        );
+        // The same request with a gid, as uid 2601 through socat (an independent client): EPERM.
+        let req = r#"{"v":1,"id":9,"op":"session_open","args":{"user":"u1","uid":2601,"gid":0}}"#;
+        let out = run(
+            Path::new("/bin/sh"),
+            &[
+                "-c",
+                &format!(
+                    "printf '%s' '{req}' | socat -t2 - UNIX-CONNECT:/run/runplane/control,type=5"
+                ),
+            ],
+            &[],
+            Some(Credentials {
+                uid: 2601,
+                gid: 2601,
+                groups: vec![],
+            }),
+        );
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
+            .unwrap_or_else(|e| panic!("{e}: {:?} {}", out.stdout, out.stderr));
+        assert_eq!(v["id"], 9);
+        assert_eq!(v["error"]["code"], "EPERM", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("only root may pass a resolved account"),
+            "{v}"
+        );
+        kill(leader);
+    });
 }

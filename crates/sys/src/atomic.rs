@@ -12,8 +12,36 @@ use rustix::fs::{self, OFlags};
 use crate::dir::{Dir, Resolve, check_component};
 use crate::error::{Context, Result};
 
-/// Writes `data` to `dir/name` atomically with permission bits `mode`.
+/// Whether a write must reach stable storage before the rename (`fsync`), or only be atomic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the file and the directory: survives a power loss (for disk-backed state).
+    Sync,
+    /// Skip the fsyncs: for tmpfs, where they cannot add anything (state under `/run`).
+    Volatile,
+}
+
+/// Whether `dir` lives on a tmpfs (or ramfs), where fsync is pointless.
+pub fn is_volatile(dir: &Dir) -> bool {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    rustix::fs::fstatfs(dir.fd())
+        .is_ok_and(|s| matches!(s.f_type as u64, TMPFS_MAGIC | RAMFS_MAGIC))
+}
+
+/// Writes `data` to `dir/name` atomically with permission bits `mode` ([`Durability::Sync`]).
 pub fn write_atomic(dir: &Dir, name: impl AsRef<OsStr>, data: &[u8], mode: u32) -> Result<()> {
+    write_atomic_with(dir, name, data, mode, Durability::Sync)
+}
+
+/// [`write_atomic`] with the choice of [`Durability`].
+pub fn write_atomic_with(
+    dir: &Dir,
+    name: impl AsRef<OsStr>,
+    data: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> Result<()> {
     let name = name.as_ref();
     let target = dir.path().join(name);
     check_component(name).ctx("write", target.display())?;
@@ -33,10 +61,15 @@ pub fn write_atomic(dir: &Dir, name: impl AsRef<OsStr>, data: &[u8], mode: u32) 
         let n = rustix::io::write(&fd, rest).ctx("write", tmp_path.display())?;
         rest = &rest[n..];
     }
-    fs::fsync(&fd).ctx("fsync", tmp_path.display())?;
+    if durability == Durability::Sync {
+        fs::fsync(&fd).ctx("fsync", tmp_path.display())?;
+    }
     drop(fd);
     dir.rename(&tmp, name)?;
-    fs::fsync(dir.fd()).ctx("fsync", dir.path().display())
+    if durability == Durability::Sync {
+        fs::fsync(dir.fd()).ctx("fsync", dir.path().display())?;
+    }
+    Ok(())
 }
 
 /// Reads `dir/name` (not following a symlink); `None` when it does not exist. `limit` bounds
@@ -91,6 +124,21 @@ mod tests {
         assert!(read_file(&d, "missing", 16).unwrap().is_none());
         let e = read_file(&d, "state", 2).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EFBIG));
+    }
+
+    #[test]
+    fn volatile_writes_are_atomic_too_and_tmpfs_is_recognised() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        write_atomic_with(&d, "v", b"1", 0o600, Durability::Volatile).unwrap();
+        write_atomic_with(&d, "v", b"2", 0o600, Durability::Volatile).unwrap();
+        assert_eq!(std::fs::read(t.path().join("v")).unwrap(), b"2");
+        assert!(!t.path().join("v.new").exists());
+        assert!(
+            is_volatile(&Dir::open("/dev/shm").unwrap())
+                || !std::path::Path::new("/dev/shm").exists()
+        );
+        assert!(!is_volatile(&Dir::open("/proc").unwrap()));
     }
 
     #[test]

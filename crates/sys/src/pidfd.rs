@@ -30,10 +30,31 @@ fn pid_of(pid: i32) -> Result<Pid> {
     }
 }
 
+/// Reads a small /proc file in one `read` where it fits (std's `read_to_string` issues a
+/// statx and a series of growing reads; this is on the path of every login).
+fn read_proc(path: &str) -> Result<String> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ctx("read", path)?;
+    let mut out = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = rustix::io::read(&fd, &mut buf).ctx("read", path)?;
+        out.extend_from_slice(&buf[..n]);
+        if n < buf.len() {
+            break; // /proc files are produced in one go: a short read is the end
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::errno("parse", path, rustix::io::Errno::INVAL))
+}
+
 /// The start time of `pid` in clock ticks since boot, from `/proc/<pid>/stat`.
 pub fn start_time(pid: i32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).ctx("read", &path)?;
+    let text = read_proc(&path)?;
     parse_start_time(&text).ok_or_else(|| Error::errno("parse", &path, rustix::io::Errno::INVAL))
 }
 

@@ -110,9 +110,43 @@ impl TmpfsOptions {
 }
 
 /// Mounts a tmpfs with `opts` on the directory behind `target` (an `O_PATH` or directory
-/// fd). `what` names the target in errors. An unknown option (e.g. `noswap` before Linux 6.4)
-/// fails with `EINVAL` and an error naming the option.
+/// fd). `what` names the target in errors.
+///
+/// Fast path: one `mount(2)` on the fd's `/proc/self/fd/N` magic link, which resolves to
+/// exactly the pinned directory (systemd's `mount_nofollow`). When that fails for another
+/// reason than a refusal (EPERM/EACCES), the mount is redone through `fsopen`/`fsconfig`, whose
+/// per-option errors name what the kernel refused (e.g. `noswap` before Linux 6.4: `EINVAL`).
 pub fn mount_tmpfs(target: BorrowedFd<'_>, what: &Path, opts: &TmpfsOptions) -> Result<()> {
+    let magic = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&target));
+    let data = std::ffi::CString::new(opts.data())
+        .map_err(|e| Error::new("mount tmpfs on", what.display(), std::io::Error::other(e)))?;
+    let mut flags = rustix::mount::MountFlags::empty();
+    if opts.nodev {
+        flags |= rustix::mount::MountFlags::NODEV;
+    }
+    if opts.nosuid {
+        flags |= rustix::mount::MountFlags::NOSUID;
+    }
+    if opts.noexec {
+        flags |= rustix::mount::MountFlags::NOEXEC;
+    }
+    match rustix::mount::mount(
+        "tmpfs",
+        magic.as_str(),
+        "tmpfs",
+        flags,
+        Some(data.as_c_str()),
+    ) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::PERM || e == rustix::io::Errno::ACCESS => {
+            Err(Error::errno("mount tmpfs on", what.display(), e))
+        }
+        Err(_) => mount_tmpfs_fd_api(target, what, opts),
+    }
+}
+
+/// The same through the fd-based mount API, option by option.
+pub fn mount_tmpfs_fd_api(target: BorrowedFd<'_>, what: &Path, opts: &TmpfsOptions) -> Result<()> {
     let fs =
         fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).ctx("create a tmpfs for", what.display())?;
     for (k, v) in opts.params() {

@@ -34,6 +34,18 @@ fn priv_tmpfs_options_owner_mode_and_limits_are_real() {
         let mi = mountinfo::find(u.mount_id().unwrap())
             .unwrap()
             .expect("mount in mountinfo");
+        // The fd-based API (the diagnostic path) makes the same mount.
+        parent.mkdir("v", 0o755).unwrap();
+        let v = parent.open_dir("v", Resolve::STRICT).unwrap();
+        runplane_sys::tmpfs::mount_tmpfs_fd_api(v.fd(), &p.scratch.join("v"), &o).unwrap();
+        let vm = parent.open_dir("v", Resolve::STRICT).unwrap();
+        let vi = mountinfo::find(vm.mount_id().unwrap())
+            .unwrap()
+            .expect("fd-api mount in mountinfo");
+        assert_eq!(
+            (vi.mount_options.as_str(), vi.super_options.as_str()),
+            (mi.mount_options.as_str(), mi.super_options.as_str())
+        );
         assert_eq!(mi.fstype, "tmpfs");
         assert_eq!(mi.option("size"), Some("1024k"), "{mi:?}");
         assert_eq!(mi.option("nr_inodes"), Some("64"));
@@ -206,5 +218,25 @@ fn priv_a_mount_that_refuses_root_is_skipped_as_a_mount() {
         let e = remove::remove_tree(&tree, "closed").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
         assert!(e.to_string().contains("tree/closed"), "{e}");
+    });
+}
+
+#[test]
+fn priv_a_refused_option_is_named() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let parent = Dir::open(&p.scratch).unwrap();
+        parent.mkdir("w", 0o755).unwrap();
+        let bad = TmpfsOptions {
+            huge: Some("sometimes".into()),
+            ..opts()
+        };
+        let e = mount_tmpfs_on(&parent, "w", &bad).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("unable to set tmpfs option huge for /run/.testkit/w:"),
+            "{e}"
+        );
     });
 }

@@ -46,6 +46,28 @@ pub fn lookup(name: Option<&str>, uid: Option<u32>) -> Result<Account, LookupErr
     })
 }
 
+/// Whether the user and group databases are local files only, judged from nsswitch.conf(5)
+/// text (`None`: no such file, as with musl, which only reads /etc/passwd). Lookups then
+/// cannot block on a network (LDAP, sssd), so a daemon may do them on its event loop.
+pub fn nss_is_local(nsswitch: Option<&str>) -> bool {
+    let Some(text) = nsswitch else { return true };
+    ["passwd", "group"].iter().all(|db| {
+        let line = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .find(|l| l.split(':').next().map(str::trim) == Some(db));
+        match line.and_then(|l| l.split_once(':')) {
+            // Default sources when the database is not listed: glibc uses "files" (and more on
+            // some builds), so be careful and call that non-local.
+            None => false,
+            Some((_, sources)) => sources
+                .split_whitespace()
+                .filter(|s| !s.starts_with('['))
+                .all(|s| matches!(s, "files" | "compat")),
+        }
+    })
+}
+
 /// Whether `name` can be a file name in the linger directory: a plausible user name.
 pub fn valid_user_name(name: &str) -> bool {
     !name.is_empty()
@@ -82,6 +104,29 @@ mod tests {
         );
         assert_eq!(lookup(None, None), Err(LookupError::Ambiguous));
         assert_eq!(lookup(Some("root"), Some(0)), Err(LookupError::Ambiguous));
+    }
+
+    #[test]
+    fn nsswitch_locality() {
+        assert!(nss_is_local(None));
+        assert!(nss_is_local(Some(
+            "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+        )));
+        assert!(nss_is_local(Some(
+            "passwd:         compat\ngroup:          compat [NOTFOUND=return] files\n"
+        )));
+        assert!(!nss_is_local(Some(
+            "passwd: files systemd\ngroup: files systemd\n"
+        )));
+        assert!(!nss_is_local(Some("passwd: files ldap\ngroup: files\n")));
+        assert!(!nss_is_local(Some("passwd: sss files\ngroup: files\n")));
+        assert!(
+            !nss_is_local(Some("hosts: files\n")),
+            "unlisted databases are not assumed local"
+        );
+        assert!(nss_is_local(Some(
+            "# passwd: ldap\npasswd: files # ldap\ngroup: files\n"
+        )));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use runplane_sys::atomic::{read_file, write_atomic};
+use runplane_sys::atomic::{Durability, is_volatile, read_file, write_atomic_with};
 use runplane_sys::dir::{Dir, Resolve};
 
 use crate::lifecycle::{Session, User};
@@ -32,6 +32,8 @@ pub struct Record {
 #[derive(Debug)]
 pub struct Store {
     dir: Dir,
+    /// No fsync on a tmpfs (the normal place: under /run): it cannot add durability there.
+    durability: Durability,
 }
 
 impl Store {
@@ -42,9 +44,13 @@ impl Store {
                 .open_dir("users", Resolve::STRICT)?
                 .set_perms(0o700, None)?;
         }
-        Ok(Store {
-            dir: state.open_dir("users", Resolve::STRICT)?,
-        })
+        let dir = state.open_dir("users", Resolve::STRICT)?;
+        let durability = if is_volatile(&dir) {
+            Durability::Volatile
+        } else {
+            Durability::Sync
+        };
+        Ok(Store { dir, durability })
     }
 
     pub fn path(&self) -> PathBuf {
@@ -62,7 +68,13 @@ impl Store {
 
     /// Records that ids below `until` may be handed out (written before any of them is).
     pub fn reserve_ids(&self, until: u64) -> runplane_sys::Result<()> {
-        write_atomic(&self.dir, ID_FILE, format!("{until}\n").as_bytes(), 0o600)
+        write_atomic_with(
+            &self.dir,
+            ID_FILE,
+            format!("{until}\n").as_bytes(),
+            0o600,
+            self.durability,
+        )
     }
 
     pub fn save(&self, user: &User, sessions: Vec<Session>) -> runplane_sys::Result<()> {
@@ -72,7 +84,13 @@ impl Store {
             sessions,
         };
         let data = serde_json::to_vec(&rec).expect("record serializes");
-        write_atomic(&self.dir, format!("{}.json", user.uid), &data, 0o600)
+        write_atomic_with(
+            &self.dir,
+            format!("{}.json", user.uid),
+            &data,
+            0o600,
+            self.durability,
+        )
     }
 
     pub fn delete(&self, uid: u32) -> runplane_sys::Result<()> {
