@@ -91,7 +91,11 @@ struct Inner {
     root: Root,
     store: Store,
     lc: Lifecycle,
-    leaders: HashMap<SessionId, AbortHandle>,
+    /// Each live session's leader pidfd, registered (edge-triggered) in `leader_epoll`;
+    /// dropping the fd ends the watch. One task waits on the set: a session costs a map
+    /// entry, not a task.
+    leaders: HashMap<SessionId, rustix::fd::OwnedFd>,
+    leader_epoll: rustix::fd::OwnedFd,
     watchers: HashMap<u32, AbortHandle>,
     timers: HashMap<u32, AbortHandle>,
     events: UnboundedSender<Event>,
@@ -135,7 +139,9 @@ impl Userdirs {
         // Ids below the reservation may have been handed out before a crash: start above it.
         let floor = store.id_reservation().map_err(|e| e.to_string())?;
         let lc = Lifecycle::new(policy_of(&cfg), floor);
+        let leader_epoll = spawn_leader_set(events.clone())?;
         let mut inner = Inner {
+            leader_epoll,
             reserved: floor,
             names: HashMap::new(),
             mount: mount_policy(&cfg),
@@ -361,9 +367,7 @@ impl Userdirs {
                 ),
             ));
         }
-        if let Some(h) = i.leaders.remove(&id) {
-            h.abort();
-        }
+        i.leaders.remove(&id); // closes the pidfd, which leaves the epoll set
         let actions =
             i.lc.close(id, now_ms())
                 .map_err(|e| err(Code::ENOENT, e.to_string()))?;
@@ -576,6 +580,52 @@ fn libc_esrch() -> i32 {
 /// Whether NSS is local files only (read once at start): then lookups run inline.
 static NSS_LOCAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
+/// Creates the epoll set of leader pidfds and the one task that reports its events as
+/// `LeaderExited`. Returns a second handle on the set, for adding pidfds.
+fn spawn_leader_set(tx: UnboundedSender<Event>) -> Result<rustix::fd::OwnedFd, String> {
+    use rustix::event::epoll;
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC)
+        .map_err(|e| format!("unable to create an epoll set: {e}"))?;
+    let adder = rustix::io::fcntl_dupfd_cloexec(&ep, 0)
+        .map_err(|e| format!("unable to duplicate the epoll fd: {e}"))?;
+    let afd = runplane_sys::asyncfd::register_with_interest(ep, Interest::READABLE)
+        .map_err(|e| format!("unable to watch the epoll set: {e}"))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = afd.readable().await else {
+                break;
+            };
+            // The event buffer lives only between awaits (epoll events are not Send).
+            let drained = {
+                let mut buf = [std::mem::MaybeUninit::<epoll::Event>::uninit(); 64];
+                let zero = rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                epoll::wait(afd.get_ref(), &mut buf[..], Some(&zero))
+                    .map(|(events, _)| events.iter().map(|e| e.data.u64()).collect::<Vec<_>>())
+            };
+            match drained {
+                Ok(ids) => {
+                    let n = ids.len();
+                    for id in ids {
+                        let _ = tx.send(Event::LeaderExited(id));
+                    }
+                    if n < 64 {
+                        guard.clear_ready();
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    tracing::error!("waiting on session leaders failed: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    Ok(adder)
+}
+
 /// NSS lookups may block (LDAP, sssd): off the event loop, unless the databases are local files.
 async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, ErrorReply> {
     let local = *NSS_LOCAL.get_or_init(|| {
@@ -689,9 +739,7 @@ impl Inner {
                             .map(|u| u.sessions.clone())
                             .unwrap_or_default()
                         {
-                            if let Some(h) = self.leaders.remove(&id) {
-                                h.abort();
-                            }
+                            self.leaders.remove(&id);
                         }
                         queue.extend(self.lc.create_failed(uid));
                     }
@@ -790,23 +838,27 @@ impl Inner {
     }
 
     fn watch_leader(&mut self, id: SessionId, leader: Process) {
-        let tx = self.events.clone();
-        let pid = leader.pid();
-        let h = tokio::spawn(async move {
-            match runplane_sys::asyncfd::register_with_interest(
-                leader.into_fd(),
-                Interest::READABLE,
-            ) {
-                Ok(fd) => {
-                    let _ = fd.readable().await;
-                }
-                Err(e) => {
-                    tracing::error!(session = id, pid, "unable to watch the session leader: {e}")
-                }
+        use rustix::event::epoll;
+        // Edge-triggered: one event when the leader exits (a pidfd stays readable after). An
+        // already exited leader is reported at once (epoll_ctl checks readiness on ADD).
+        match epoll::add(
+            &self.leader_epoll,
+            leader.fd(),
+            epoll::EventData::new_u64(id),
+            epoll::EventFlags::IN | epoll::EventFlags::ET,
+        ) {
+            Ok(()) => {
+                self.leaders.insert(id, leader.into_fd());
             }
-            let _ = tx.send(Event::LeaderExited(id));
-        });
-        self.leaders.insert(id, h.abort_handle());
+            Err(e) => {
+                tracing::error!(
+                    session = id,
+                    pid = leader.pid(),
+                    "unable to watch the session leader: {e}"
+                );
+                let _ = self.events.send(Event::LeaderExited(id));
+            }
+        }
     }
 
     fn watch_processes(&mut self, uid: u32) {
