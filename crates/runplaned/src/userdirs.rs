@@ -524,7 +524,7 @@ impl Userdirs {
             size_per_user: p.size,
             inodes_per_user: p.inodes,
             budget: p.budget,
-            budget_used: i.lc.users().map(|u| u.size).sum(),
+            budget_used: i.lc.budget_used(),
         };
         let mounts = runplane_sys::mountinfo::read().unwrap_or_default();
         let users =
@@ -669,13 +669,11 @@ impl Inner {
     /// and its ancestors that leads sessions leads none of `uid` (how `su` and `sudo` from a
     /// logged-in user look). `None` when not nested, or nested in a session of `uid` itself.
     fn enclosing_session(&self, pid: i32, uid: u32) -> Option<(SessionId, u32)> {
-        let mut leaders: HashMap<i32, Vec<(SessionId, u32)>> = HashMap::new();
-        for s in self.lc.sessions() {
-            leaders.entry(s.leader.pid).or_default().push((s.id, s.uid));
-        }
         let mut p = pid;
         for _ in 0..4096 {
-            if let Some(sessions) = leaders.get(&p) {
+            let mut led = self.lc.sessions_led_by(p).peekable();
+            if led.peek().is_some() {
+                let sessions: Vec<(SessionId, u32)> = led.map(|s| (s.id, s.uid)).collect();
                 return if sessions.iter().any(|&(_, u)| u == uid) {
                     None
                 } else {

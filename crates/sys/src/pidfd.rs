@@ -69,7 +69,7 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
 /// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`); 0 for the root of the tree.
 pub fn parent_of(pid: i32) -> Result<i32> {
     let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).ctx("read", &path)?;
+    let text = read_proc(&path)?;
     text.rfind(')')
         .and_then(|i| text[i + 1..].split_ascii_whitespace().nth(1))
         .and_then(|v| v.parse().ok())

@@ -164,6 +164,10 @@ pub struct Lifecycle {
     users: BTreeMap<u32, User>,
     sessions: BTreeMap<SessionId, Session>,
     next_id: SessionId,
+    /// Sum of all users' sizes, kept as users come and go (the budget check is O(1)).
+    used: u64,
+    /// Sessions by leader pid (the nesting check is O(1) per ancestor).
+    by_leader: std::collections::HashMap<i32, BTreeSet<SessionId>>,
 }
 
 impl Lifecycle {
@@ -176,6 +180,8 @@ impl Lifecycle {
             users: BTreeMap::new(),
             sessions: BTreeMap::new(),
             next_id: id_floor.max(1),
+            used: 0,
+            by_leader: std::collections::HashMap::new(),
         }
     }
 
@@ -224,8 +230,50 @@ impl Lifecycle {
 
     /// Bytes of the budget still free (`None` without a budget).
     pub fn budget_left(&self) -> Option<u64> {
-        let used: u64 = self.users.values().map(|u| u.size).sum();
-        self.policy.budget.map(|b| b.saturating_sub(used))
+        self.policy.budget.map(|b| b.saturating_sub(self.used))
+    }
+
+    /// Sum of the sizes of all users' directories.
+    pub fn budget_used(&self) -> u64 {
+        self.used
+    }
+
+    /// The sessions whose leader is `pid`.
+    pub fn sessions_led_by(&self, pid: i32) -> impl Iterator<Item = &Session> {
+        self.by_leader
+            .get(&pid)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.sessions.get(id))
+    }
+
+    fn insert_session(&mut self, s: Session) {
+        self.by_leader.entry(s.leader.pid).or_default().insert(s.id);
+        self.sessions.insert(s.id, s);
+    }
+
+    fn remove_session(&mut self, id: SessionId) -> Option<Session> {
+        let s = self.sessions.remove(&id)?;
+        if let Some(set) = self.by_leader.get_mut(&s.leader.pid) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_leader.remove(&s.leader.pid);
+            }
+        }
+        Some(s)
+    }
+
+    fn insert_user(&mut self, u: User) {
+        self.used += u.size;
+        if let Some(old) = self.users.insert(u.uid, u) {
+            self.used -= old.size;
+        }
+    }
+
+    fn remove_user(&mut self, uid: u32) -> Option<User> {
+        let u = self.users.remove(&uid)?;
+        self.used -= u.size;
+        Some(u)
     }
 
     fn new_user(
@@ -253,21 +301,18 @@ impl Lifecycle {
             (self.policy.inodes as u128 * size as u128 / self.policy.size.max(1) as u128).max(1)
                 as u64
         };
-        self.users.insert(
+        self.insert_user(User {
             uid,
-            User {
-                uid,
-                gid,
-                name: name.to_owned(),
-                size,
-                inodes,
-                linger: matches!(phase, Phase::Lingering),
-                phase,
-                generation: 0,
-                dir: None,
-                sessions: BTreeSet::new(),
-            },
-        );
+            gid,
+            name: name.to_owned(),
+            size,
+            inodes,
+            linger: matches!(phase, Phase::Lingering),
+            phase,
+            generation: 0,
+            dir: None,
+            sessions: BTreeSet::new(),
+        });
         Ok(vec![
             Action::Create {
                 uid,
@@ -308,15 +353,12 @@ impl Lifecycle {
         };
         let id = self.next_id;
         self.next_id += 1;
-        self.sessions.insert(
+        self.insert_session(Session {
             id,
-            Session {
-                id,
-                uid,
-                leader,
-                opened_at: now,
-            },
-        );
+            uid,
+            leader,
+            opened_at: now,
+        });
         self.users
             .get_mut(&uid)
             .expect("user just ensured")
@@ -339,9 +381,9 @@ impl Lifecycle {
 
     /// The directory could not be made: the user and every session of it are dropped.
     pub fn create_failed(&mut self, uid: u32) -> Vec<Action> {
-        if let Some(u) = self.users.remove(&uid) {
+        if let Some(u) = self.remove_user(uid) {
             for id in u.sessions {
-                self.sessions.remove(&id);
+                self.remove_session(id);
             }
         }
         vec![Action::Remove { uid, dir: None }]
@@ -349,10 +391,7 @@ impl Lifecycle {
 
     /// Ends a session (closed by PAM, or its leader died).
     pub fn close(&mut self, id: SessionId, now: u64) -> Result<Vec<Action>, Refusal> {
-        let s = self
-            .sessions
-            .remove(&id)
-            .ok_or(Refusal::NoSuchSession(id))?;
+        let s = self.remove_session(id).ok_or(Refusal::NoSuchSession(id))?;
         let Some(u) = self.users.get_mut(&s.uid) else {
             return Ok(vec![]);
         };
@@ -414,7 +453,7 @@ impl Lifecycle {
                     && !u.linger
                     && matches!(u.phase, Phase::Grace { deadline } if deadline <= now) =>
             {
-                let u = self.users.remove(&uid).expect("present");
+                let u = self.remove_user(uid).expect("present");
                 vec![Action::Remove { uid, dir: u.dir }]
             }
             _ => vec![],
@@ -476,12 +515,12 @@ impl Lifecycle {
                 self.next_id = self.next_id.max(s.id + 1);
                 if s.uid == uid && alive(&s) {
                     user.sessions.insert(s.id);
-                    self.sessions.insert(s.id, s);
+                    self.insert_session(s);
                 }
             }
             let phase = user.phase;
             let has_sessions = !user.sessions.is_empty();
-            self.users.insert(uid, user);
+            self.insert_user(user);
             let u = self.users.get_mut(&uid).expect("inserted");
             if has_sessions {
                 u.phase = Phase::Active;
@@ -804,6 +843,10 @@ mod tests {
                     let u = l.user(s.uid).expect("a session's user exists");
                     prop_assert!(u.sessions.contains(&s.id));
                     prop_assert_eq!(u.phase, Phase::Active);
+                }
+                prop_assert_eq!(l.budget_used(), l.users().map(|u| u.size).sum::<u64>());
+                for s in l.sessions() {
+                    prop_assert!(l.sessions_led_by(s.leader.pid).any(|x| x.id == s.id));
                 }
                 for u in l.users() {
                     prop_assert_eq!(u.sessions.is_empty(), u.phase != Phase::Active, "{:?}", u);
