@@ -7,17 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "common.h"
 
 int main(int argc, char **argv) {
     if (argc != 3) { fprintf(stderr, "usage: %s DIR N\n", argv[0]); return 100; }
@@ -37,9 +27,6 @@ int main(int argc, char **argv) {
         umount2(name, MNT_DETACH);
         rmdir(name);
     }
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += t[i];
-    qsort(t, n, sizeof(double), cmp);
-    printf("%.1f %.1f %.1f\n", t[n / 2], t[n * 99 / 100], sum / n);
+    print_summary(t, n);
     return 0;
 }

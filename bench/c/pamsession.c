@@ -5,17 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-
-static double now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "common.h"
 
 static int no_conv(int n, const struct pam_message **m, struct pam_response **r, void *d) {
     (void)n; (void)m; (void)r; (void)d;
@@ -41,9 +31,6 @@ int main(int argc, char **argv) {
         t[i] = now_us() - t0;
         if (rc != PAM_SUCCESS) { fprintf(stderr, "pam: %d\n", rc); return 111; }
     }
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += t[i];
-    qsort(t, n, sizeof(double), cmp);
-    printf("%.1f %.1f %.1f\n", t[n / 2], t[n * 99 / 100], sum / n);
+    print_summary(t, n);
     return 0;
 }

@@ -11,17 +11,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "common.h"
 
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 10000;
@@ -52,9 +42,6 @@ int main(int argc, char **argv) {
     }
     close(sv[0]);
     waitpid(pid, NULL, 0);
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += t[i];
-    qsort(t, n, sizeof(double), cmp);
-    printf("%.1f %.1f %.1f\n", t[n / 2], t[n * 99 / 100], sum / n);
+    print_summary(t, n);
     return 0;
 }

@@ -9,19 +9,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "common.h"
 
 extern char **environ;
-
-static double now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     if (argc != 5) { fprintf(stderr, "usage: %s posix_spawn|fork N TOUCH_MIB PROGRAM\n", argv[0]); return 100; }
@@ -50,9 +40,6 @@ int main(int argc, char **argv) {
         t[i] = now_us() - t0;
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { fprintf(stderr, "child failed\n"); return 111; }
     }
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += t[i];
-    qsort(t, n, sizeof(double), cmp);
-    printf("%.1f %.1f %.1f\n", t[n / 2], t[n * 99 / 100], sum / n);
+    print_summary(t, n);
     return 0;
 }
