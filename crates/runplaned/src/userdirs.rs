@@ -135,7 +135,7 @@ impl Userdirs {
         events: UnboundedSender<Event>,
     ) -> Result<Userdirs, String> {
         let root = runplane_userdirs::dirs::open_root(&cfg.root).map_err(|e| e.to_string())?;
-        let store = Store::open(state).map_err(|e| e.to_string())?;
+        let (store, loaded) = Store::open(state).map_err(|e| e.to_string())?;
         // Ids below the reservation may have been handed out before a crash: start above it.
         let floor = store.id_reservation().map_err(|e| e.to_string())?;
         let lc = Lifecycle::new(policy_of(&cfg), floor);
@@ -159,7 +159,7 @@ impl Userdirs {
                 "this kernel's tmpfs has no noswap (Linux >= 6.4): user dirs may be swapped out"
             );
         }
-        inner.restore();
+        inner.restore(loaded);
         // Restored ids may lie above the stored reservation (records are written last).
         inner.reserve_id()?;
         inner.bring_up_lingering();
@@ -314,10 +314,7 @@ impl Userdirs {
         }
         let existed = i.lc.user(account.uid).is_some_and(|u| u.dir.is_some());
         i.reserve_id().map_err(|e| err(Code::EIO, e))?;
-        let lead = Leader {
-            pid,
-            start_time: leader.start_time(),
-        };
+        let lead = Leader::new(pid, leader.identity());
         let (id, actions) =
             i.lc.open(account.uid, account.gid, &account.name, lead, now_ms())
                 .map_err(|r| match r {
@@ -769,6 +766,17 @@ impl Inner {
                 }
             }
         }
+        if self.store.wants_compaction() {
+            let lc = &self.lc;
+            let all = lc.users().map(|u| (u, lc.sessions_of(u.uid)));
+            match self.store.compact(all) {
+                Ok(()) => tracing::debug!(
+                    bytes = self.store.journal_len(),
+                    "compacted the userdirs journal"
+                ),
+                Err(e) => tracing::error!("unable to compact the userdirs journal: {e}"),
+            }
+        }
         match failure {
             Some(f) => Err(f),
             None => Ok(()),
@@ -881,11 +889,9 @@ impl Inner {
                 );
                 let mut fds = Vec::new();
                 for pid in pids {
-                    if let Ok(p) = Process::open(pid)
-                        && let Ok(fd) = runplane_sys::asyncfd::register_with_interest(
-                            p.into_fd(),
-                            Interest::READABLE,
-                        )
+                    if let Ok(p) = runplane_sys::pidfd::pidfd(pid)
+                        && let Ok(fd) =
+                            runplane_sys::asyncfd::register_with_interest(p, Interest::READABLE)
                     {
                         fds.push(fd);
                     }
@@ -914,23 +920,19 @@ impl Inner {
     }
 
     /// Re-adopts what the records say, keeping live sessions and their directories.
-    fn restore(&mut self) {
-        let (records, problems) = match self.store.load() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("unable to read the userdirs records: {e}");
-                return;
-            }
-        };
-        for p in problems {
-            tracing::error!("unreadable userdirs record: {p}");
+    fn restore(&mut self, loaded: runplane_userdirs::store::Loaded) {
+        let records = loaded.records;
+        for p in loaded.problems {
+            tracing::error!("userdirs records: {p}");
         }
         let mut live: HashMap<SessionId, Process> = HashMap::new();
         let mut missing_dirs = Vec::new();
         let mut recs = Vec::new();
         for r in records {
             for s in &r.sessions {
-                if let Ok(Some(p)) = Process::open_checked(s.leader.pid, s.leader.start_time) {
+                if let Some(id) = s.leader.identity()
+                    && let Ok(Some(p)) = Process::open_checked(s.leader.pid, id)
+                {
                     live.insert(s.id, p);
                 }
             }

@@ -237,6 +237,30 @@ impl Dir {
         }
     }
 
+    /// `statx(self, name, AT_SYMLINK_NOFOLLOW)` for type, mode, owner and mount id; `None`
+    /// when it does not exist. On a mount point this describes the root of what is mounted
+    /// there (one syscall where opening the mount and asking its fd takes three).
+    pub fn statx(&self, name: impl AsRef<OsStr>) -> Result<Option<fs::Statx>> {
+        let name = name.as_ref();
+        let path = self.join(name);
+        check_component(name).ctx("statx", path.display())?;
+        let want = StatxFlags::TYPE
+            | StatxFlags::MODE
+            | StatxFlags::UID
+            | StatxFlags::GID
+            | StatxFlags::MNT_ID;
+        match fs::statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, want) {
+            Ok(stx) if StatxFlags::from_bits_retain(stx.stx_mask).contains(want) => Ok(Some(stx)),
+            Ok(_) => Err(Error::errno(
+                "read the mount id of",
+                path.display(),
+                Errno::NOSYS,
+            )),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(Error::errno("statx", path.display(), e)),
+        }
+    }
+
     /// `fstat` of the directory itself.
     pub fn stat_self(&self) -> Result<Stat> {
         fs::fstat(&self.fd).ctx("stat", self.path.display())

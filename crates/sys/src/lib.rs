@@ -13,10 +13,11 @@
 //! | [`dir`] | fd-relative directory operations (`openat2` with `RESOLVE_*`, `O_PATH`, `O_NOFOLLOW`) |
 //! | [`remove`] | recursive removal that never follows symlinks and never crosses mounts |
 //! | [`atomic`] | atomic state files (`.new` + fsync + rename + fsync of the directory) |
+//! | [`journal`] | append-only journals: one `write` per change, torn tails dropped, atomic compaction |
 //! | [`tmpfs`] | tmpfs mounts through the fd-based mount API, usage via statvfs, unmount |
 //! | [`mountinfo`] | `/proc/self/mountinfo` parsing |
 //! | [`scm`] | `SCM_RIGHTS` and `SCM_CREDENTIALS` send/receive, `SO_PEERCRED` |
-//! | [`pidfd`] | pidfds and process start times (pid-reuse-safe process identity) |
+//! | [`pidfd`] | pidfds and process identity across pid reuse (pidfs inode or start time) |
 //! | [`spawn`] | process spawn without forking the caller (`clone(CLONE_VM|CLONE_VFORK)`) |
 //! | [`inherited`] | taking ownership of fds inherited by number (`--ready-fd N`) |
 //! | [`ipc`] | removing System V IPC objects (`IPC_RMID`) |
@@ -30,6 +31,7 @@ pub mod dir;
 mod error;
 pub mod inherited;
 pub mod ipc;
+pub mod journal;
 pub mod lock;
 pub mod mountinfo;
 pub mod pidfd;

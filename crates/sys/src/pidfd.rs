@@ -1,20 +1,69 @@
-//! Process identity that survives pid reuse: pidfds (pidfd_open(2)) and start times.
+//! Process identity that survives pid reuse: pidfds (pidfd_open(2)) and what tells one
+//! process from a later one with the same pid.
 //!
 //! A pid alone names whatever process has that number now. A [`Process`] pins one process
-//! with a pidfd and remembers its start time (field 22 of proc_pid_stat(5), clock ticks since
-//! boot), so that a pid recorded in a state file can be re-adopted after a restart only if it
-//! still names the same process.
+//! with a pidfd and remembers its [`Identity`], so that a pid recorded in a state file can be
+//! re-adopted after a restart only if it still names the same process. Where pidfds live on
+//! pidfs (Linux >= 6.9, 64-bit) the identity is the pidfd's inode number, which the kernel
+//! never hands to another process during the boot and which one `fstat` reads; elsewhere it
+//! is the start time (field 22 of proc_pid_stat(5)), which costs an open and a read of
+//! `/proc/<pid>/stat`.
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
 use crate::error::{Context, Error, Result};
 
+/// What tells a process from a later one that reuses its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// The inode number of the process's pidfds on pidfs: unique for the lifetime of the
+    /// system (Linux >= 6.9 on 64-bit architectures).
+    PidfsInode(u64),
+    /// The start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    StartTime(u64),
+}
+
+/// `PID_FS_MAGIC` of linux/magic.h: pidfds live on pidfs.
+const PID_FS_MAGIC: u64 = 0x5049_4446;
+
+/// Whether this kernel's pidfds carry a unique inode number, decided once from the first
+/// pidfd examined (0 unknown, 1 yes, 2 no).
+static PIDFS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn pidfs_inodes(fd: BorrowedFd<'_>) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match PIDFS.load(Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            // 32-bit pidfs inode numbers wrap (they carry a generation in i_generation).
+            let yes = cfg!(target_pointer_width = "64")
+                && rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type as u64 == PID_FS_MAGIC);
+            PIDFS.store(if yes { 1 } else { 2 }, Relaxed);
+            yes
+        }
+    }
+}
+
+/// The identity of the process behind `fd` (a pidfd on `pid`), of the kind this kernel
+/// offers: its pidfs inode where it has one, else its start time.
+fn identity_of(fd: BorrowedFd<'_>, pid: i32) -> Result<Identity> {
+    if pidfs_inodes(fd) {
+        let st = rustix::fs::fstat(fd).ctx("stat pidfd of", format_args!("pid {pid}"))?;
+        Ok(Identity::PidfsInode(st.st_ino))
+    } else {
+        // Read after the pidfd pins the process: if the pid was reused before pidfd_open,
+        // this is the new process's time, which a caller comparing it will reject.
+        start_time(pid).map(Identity::StartTime)
+    }
+}
+
 /// An open pidfd on a live (or recently dead) process.
 #[derive(Debug)]
 pub struct Process {
     pid: i32,
-    start_time: u64,
+    identity: Identity,
     fd: OwnedFd,
 }
 
@@ -88,49 +137,55 @@ pub fn uid_of(pid: i32) -> Result<u32> {
 }
 
 impl Process {
-    /// Opens a pidfd on `pid` and records its start time.
+    /// Opens a pidfd on `pid` and records its [`Identity`].
     pub fn open(pid: i32) -> Result<Process> {
-        let fd = rustix::process::pidfd_open(pid_of(pid)?, PidfdFlags::empty())
-            .ctx("open pidfd for", format_args!("pid {pid}"))?;
-        // Read the start time after the pidfd pins the process: if the pid was reused before
-        // pidfd_open, we see the new process's time, which a caller comparing it will reject.
-        let start_time = start_time(pid)?;
-        Ok(Process {
-            pid,
-            start_time,
-            fd,
-        })
+        let fd = pidfd(pid)?;
+        let identity = identity_of(fd.as_fd(), pid)?;
+        Ok(Process { pid, identity, fd })
     }
 
-    /// Opens `pid` only if it is still the process that started at `start_time`.
-    /// `Ok(None)` when it is gone or the pid now names another process.
-    pub fn open_checked(pid: i32, expected_start: u64) -> Result<Option<Process>> {
-        match Process::open(pid) {
-            Ok(p) if p.start_time == expected_start && p.is_alive()? => Ok(Some(p)),
-            Ok(_) => Ok(None),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH) | Some(libc::ENOENT)) => {
-                Ok(None)
+    /// Opens `pid` only if it still runs and is the process `expected` identifies.
+    /// `Ok(None)` when it is gone or the pid now names another process. An identity of the
+    /// other kind than this kernel's (a record written by an older runplane) is checked in
+    /// its own kind: a start time against `/proc/<pid>/stat`.
+    pub fn open_checked(pid: i32, expected: Identity) -> Result<Option<Process>> {
+        let gone = |e: &Error| matches!(e.raw_os_error(), Some(libc::ESRCH) | Some(libc::ENOENT));
+        let fd = match pidfd(pid) {
+            Ok(fd) => fd,
+            Err(e) if gone(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let identity = match (identity_of(fd.as_fd(), pid), expected) {
+            (Ok(Identity::PidfsInode(_)), Identity::StartTime(_)) => {
+                start_time(pid).map(Identity::StartTime)
             }
+            (r, _) => r,
+        };
+        match identity {
+            Ok(id) if id == expected && pidfd_alive(fd.as_fd(), pid)? => Ok(Some(Process {
+                pid,
+                identity: id,
+                fd,
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if gone(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Wraps a pidfd the caller obtained otherwise (e.g. `CLONE_PIDFD`).
     pub fn from_pidfd(pid: i32, fd: OwnedFd) -> Result<Process> {
-        let start_time = start_time(pid)?;
-        Ok(Process {
-            pid,
-            start_time,
-            fd,
-        })
+        let identity = identity_of(fd.as_fd(), pid)?;
+        Ok(Process { pid, identity, fd })
     }
 
     pub fn pid(&self) -> i32 {
         self.pid
     }
 
-    pub fn start_time(&self) -> u64 {
-        self.start_time
+    /// What tells this process from a later one with the same pid.
+    pub fn identity(&self) -> Identity {
+        self.identity
     }
 
     /// The pidfd: readable (`POLLIN`) once the process has exited.
@@ -152,6 +207,12 @@ impl Process {
         rustix::process::pidfd_send_signal(&self.fd, sig)
             .ctx("signal", format_args!("pid {}", self.pid))
     }
+}
+
+/// A bare pidfd on `pid` (`pidfd_open(2)`), for watching its exit.
+pub fn pidfd(pid: i32) -> Result<OwnedFd> {
+    rustix::process::pidfd_open(pid_of(pid)?, PidfdFlags::empty())
+        .ctx("open pidfd for", format_args!("pid {pid}"))
 }
 
 /// Whether the process behind a pidfd is still running.
@@ -233,17 +294,46 @@ mod tests {
         let me = rustix::process::getpid().as_raw_nonzero().get();
         let p = Process::open(me).unwrap();
         assert!(p.is_alive().unwrap());
-        assert_eq!(p.start_time(), start_time(me).unwrap());
-        assert!(Process::open_checked(me, p.start_time()).unwrap().is_some());
-        assert!(
-            Process::open_checked(me, p.start_time() + 1)
-                .unwrap()
-                .is_none()
-        );
+        assert_eq!(Process::open(me).unwrap().identity(), p.identity());
+        assert!(Process::open_checked(me, p.identity()).unwrap().is_some());
+        let other = match p.identity() {
+            Identity::PidfsInode(i) => Identity::PidfsInode(i + 1),
+            Identity::StartTime(t) => Identity::StartTime(t + 1),
+        };
+        assert!(Process::open_checked(me, other).unwrap().is_none());
+        // A start time (as an older record holds) is checked as a start time on any kernel.
+        let started = Identity::StartTime(start_time(me).unwrap());
+        let q = Process::open_checked(me, started)
+            .unwrap()
+            .expect("same process");
+        assert_eq!(q.identity(), started);
+        let later = Identity::StartTime(start_time(me).unwrap() + 1);
+        assert!(Process::open_checked(me, later).unwrap().is_none());
         assert_eq!(uid_of(me).unwrap(), rustix::process::getuid().as_raw());
         let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
         assert_eq!(parent_of(me).unwrap(), ppid);
         assert_eq!(parent_of(1).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_later_process_with_another_pid_has_another_identity() {
+        let ids: Vec<Identity> = (0..3)
+            .map(|_| {
+                let mut c = std::process::Command::new("/bin/true").spawn().unwrap();
+                let id = Process::open(c.id() as i32).unwrap().identity();
+                c.wait().unwrap();
+                id
+            })
+            .collect();
+        assert!(
+            ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+            "{ids:?}"
+        );
+        if rustix::fs::fstatfs(pidfd(std::process::id() as i32).unwrap())
+            .is_ok_and(|s| s.f_type as u64 == PID_FS_MAGIC)
+        {
+            assert!(matches!(ids[0], Identity::PidfsInode(_)), "{ids:?}");
+        }
     }
 
     #[test]
@@ -255,9 +345,16 @@ mod tests {
         let pid = child.id() as i32;
         let fd =
             rustix::process::pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()).unwrap();
+        let before = Process::from_pidfd(pid, fd.try_clone().unwrap()).unwrap();
         let st = wait_child(fd.as_fd(), pid, true).unwrap();
         assert_eq!(st, Some(ExitStatus::Exited(7)));
         assert!(!pidfd_alive(fd.as_fd(), pid).unwrap());
+        // Reaped: its pid no longer names it (gone, or some later process).
+        assert!(
+            Process::open_checked(pid, before.identity())
+                .unwrap()
+                .is_none()
+        );
         // Reaped through the pidfd: std's handle can no longer find it.
         assert_eq!(
             child.try_wait().unwrap_err().raw_os_error(),
@@ -269,7 +366,11 @@ mod tests {
                 Some(libc::ESRCH),
                 "{bad}"
             );
-            assert!(Process::open_checked(bad, 1).unwrap().is_none());
+            assert!(
+                Process::open_checked(bad, Identity::StartTime(1))
+                    .unwrap()
+                    .is_none()
+            );
         }
         let e = Process::open(i32::MAX).unwrap_err();
         assert!(

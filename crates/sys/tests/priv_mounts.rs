@@ -240,3 +240,49 @@ fn priv_a_refused_option_is_named() {
         );
     });
 }
+
+#[test]
+fn priv_a_journal_on_a_full_tmpfs_refuses_the_line_and_stays_whole() {
+    use runplane_sys::atomic::Durability;
+    use runplane_sys::journal::Journal;
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let parent = Dir::open(&p.scratch).unwrap();
+        parent.mkdir("full", 0o700).unwrap();
+        let small = TmpfsOptions {
+            size: Some(64 << 10),
+            nr_inodes: Some(16),
+            mode: 0o700,
+            ..Default::default()
+        };
+        mount_tmpfs_on(&parent, "full", &small).unwrap();
+        let d = parent.open_dir("full", Resolve::STRICT).unwrap();
+        let (mut j, _) = Journal::open(&d, "log", 0o600, Durability::Volatile, 1 << 20).unwrap();
+        // Lines of 1000 bytes: the tmpfs fills in the middle of one.
+        let line = |i: usize| format!("{i:0>999}").into_bytes();
+        let mut written = 0;
+        let err = loop {
+            match j.append(line(written)) {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+            assert!(written < 1000, "a 64 KiB tmpfs never filled");
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        assert!(err.to_string().contains("full/log"), "{err}");
+        assert_eq!(
+            j.len(),
+            written as u64 * 1000,
+            "the fragment was rolled back"
+        );
+        let (_, c) = Journal::open(&d, "log", 0o600, Durability::Volatile, 1 << 20).unwrap();
+        assert_eq!((c.lines.len(), c.torn), (written, 0));
+        assert!(c.lines.iter().enumerate().all(|(i, l)| *l == line(i)));
+        // A compaction that does not fit leaves the old journal in place, and no .new.
+        let e = j.rewrite((0..written + 40).map(line)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+        assert!(d.stat("log.new").unwrap().is_none());
+        let (_, c) = Journal::open(&d, "log", 0o600, Durability::Volatile, 1 << 20).unwrap();
+        assert_eq!(c.lines.len(), written);
+    });
+}

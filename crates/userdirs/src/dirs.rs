@@ -135,7 +135,9 @@ impl Root {
         let name = uid.to_string();
         let path = self.user_path(uid);
         let mut note = None;
-        match self.dir.stat(&name)? {
+        // The common case first: nothing is there yet (one mkdirat, no stat before it).
+        let made = self.dir.mkdir(&name, 0o700)?;
+        match if made { None } else { self.dir.stat(&name)? } {
             None => {}
             Some(st) if kind_of(&st) == Kind::Directory => {
                 let d = self.dir.open_dir(&name, Resolve::STRICT)?;
@@ -175,7 +177,9 @@ impl Root {
                 self.dir.unlink(&name)?;
             }
         }
-        self.dir.mkdir(&name, 0o700)?;
+        if !made {
+            self.dir.mkdir(&name, 0o700)?;
+        }
         let d = self.dir.open_dir(&name, Resolve::STRICT)?;
         let mut opts = TmpfsOptions {
             size: Some(size),
@@ -219,11 +223,18 @@ impl Root {
                 return Err(e.into());
             }
         }
-        // Verify what we made through a fresh handle on the new mount's root.
-        let m = self.dir.open_dir(&name, Resolve::STRICT)?;
-        let mount_id = m.mount_id()?;
-        let st = m.stat_self()?;
-        if mount_id == self.mount_id || st.st_uid != uid || mode_bits(&st) != 0o700 {
+        // Verify what we made: the name now leads to a new mount's root, 0700 of uid.
+        let st = self.dir.statx(&name)?.ok_or_else(|| DirError::UnsafeRoot {
+            path: path.clone(),
+            why: "it vanished right after the mount".into(),
+        })?;
+        let mount_id = st.stx_mnt_id;
+        let mode = u32::from(st.stx_mode);
+        if mount_id == self.mount_id
+            || rustix::fs::FileType::from_raw_mode(mode) != rustix::fs::FileType::Directory
+            || st.stx_uid != uid
+            || mode & 0o7777 != 0o700
+        {
             return Err(DirError::UnsafeRoot {
                 path,
                 why: "the new mount does not show the expected owner and mode".into(),

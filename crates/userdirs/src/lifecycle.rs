@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use runplane_sys::pidfd::Identity;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Lifetime;
@@ -21,12 +22,40 @@ use crate::config::Lifetime;
 /// A session id, unique for the daemon's state directory (never reused after a restart).
 pub type SessionId = u64;
 
-/// The process a session belongs to, identified across pid reuse.
+/// The process a session belongs to, identified across pid reuse: exactly one of
+/// `pidfs_ino` (Linux >= 6.9) and `start_time` is set (see `runplane_sys::pidfd::Identity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leader {
     pub pid: i32,
+    /// The inode number of the leader's pidfds on pidfs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidfs_ino: Option<u64>,
     /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
-    pub start_time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+}
+
+impl Leader {
+    pub fn new(pid: i32, identity: Identity) -> Leader {
+        let (pidfs_ino, start_time) = match identity {
+            Identity::PidfsInode(i) => (Some(i), None),
+            Identity::StartTime(t) => (None, Some(t)),
+        };
+        Leader {
+            pid,
+            pidfs_ino,
+            start_time,
+        }
+    }
+
+    /// `None` for a record that names no identity (never written so; read as dead).
+    pub fn identity(&self) -> Option<Identity> {
+        match (self.pidfs_ino, self.start_time) {
+            (Some(i), _) => Some(Identity::PidfsInode(i)),
+            (None, Some(t)) => Some(Identity::StartTime(t)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// One login.
@@ -559,10 +588,7 @@ mod tests {
     }
 
     fn leader(pid: i32) -> Leader {
-        Leader {
-            pid,
-            start_time: 100 + pid as u64,
-        }
+        Leader::new(pid, Identity::PidfsInode(100 + pid as u64))
     }
 
     const INFO: DirInfo = DirInfo {
@@ -570,6 +596,20 @@ mod tests {
         mount_id: Some(7),
         noswap: true,
     };
+
+    #[test]
+    fn leader_records_name_one_identity_and_read_older_ones() {
+        let ino = Leader::new(7, Identity::PidfsInode(42));
+        let text = serde_json::to_string(&ino).unwrap();
+        assert_eq!(text, r#"{"pid":7,"pidfs_ino":42}"#);
+        assert_eq!(serde_json::from_str::<Leader>(&text).unwrap(), ino);
+        // The shape records had before pidfs identities: a start time.
+        let old: Leader = serde_json::from_str(r#"{"pid":7,"start_time":900}"#).unwrap();
+        assert_eq!(old.identity(), Some(Identity::StartTime(900)));
+        assert_eq!(old, Leader::new(7, Identity::StartTime(900)));
+        let none: Leader = serde_json::from_str(r#"{"pid":7}"#).unwrap();
+        assert_eq!(none.identity(), None);
+    }
 
     #[test]
     fn first_login_creates_second_shares_last_logout_starts_grace() {

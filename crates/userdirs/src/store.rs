@@ -1,24 +1,41 @@
-//! The userdirs state on disk: one record per user in `<state>/users/<uid>.json`, written
-//! atomically on every change, read back after a restart. Per-user files keep a change to one
-//! user O(1) whatever the number of users.
+//! The userdirs state on disk: a journal `<state>/users/records.log` with one line per change
+//! (the user's whole record after the change, or its deletion), appended with one `write`
+//! before the change is answered, and compacted to one line per user when it has grown to
+//! twice what is live. Read back after a restart: the last line of a user wins.
+//!
+//! One append per change keeps a login O(1) in the number of users and costs one syscall,
+//! where a file per user (`.new` + rename) cost four and two allocations in the kernel. A line
+//! torn by a `kill -9` in the middle of its write was never answered; it is dropped at load.
+//! Records of the older layout (`<state>/users/<uid>.json`) are read once and folded in.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use runplane_sys::atomic::{Durability, is_volatile, read_file, write_atomic_with};
 use runplane_sys::dir::{Dir, Resolve};
+use runplane_sys::journal::Journal;
 
 use crate::lifecycle::{Session, User};
 
-/// Largest record read back (a user with thousands of sessions fits easily).
+/// Largest journal read back at start (10,000 users with a session each take about 4 MiB).
+const MAX_JOURNAL: usize = 64 << 20;
+
+/// Largest record of the older per-user layout read back.
 const MAX_RECORD: usize = 4 << 20;
 
-/// Where the session-id reservation is kept (not a `.json` record).
+/// The journal's name in the `users` directory.
+pub const JOURNAL: &str = "records.log";
+
+/// Where the session-id reservation is kept.
 const ID_FILE: &str = "next-session-id";
 
 /// How many ids one reservation covers: one write per this many sessions.
 pub const ID_BLOCK: u64 = 1024;
+
+/// The journal is compacted once it is larger than this and twice what is live.
+const COMPACT_MIN: u64 = 256 << 10;
 
 /// A user and its sessions, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,17 +45,45 @@ pub struct Record {
     pub sessions: Vec<Session>,
 }
 
-/// The `users` directory of the state directory.
+/// One line of the journal.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Line {
+    /// The user's record as it is now.
+    Set(Record),
+    /// The user is gone (its dir removed).
+    Delete(u32),
+}
+
+/// What [`Store::open`] read back: the live records by uid, and what could not be read (each
+/// problem names the file and line, and where a copy was kept).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub records: Vec<Record>,
+    pub problems: Vec<String>,
+}
+
+/// The `users` directory of the state directory and its journal.
 #[derive(Debug)]
 pub struct Store {
     dir: Dir,
+    journal: Journal,
     /// No fsync on a tmpfs (the normal place: under /run): it cannot add durability there.
     durability: Durability,
+    /// Bytes of each user's last line, and their sum: what a compaction would write.
+    live: HashMap<u32, u64>,
+    live_bytes: u64,
+}
+
+fn encode(line: &Line) -> Vec<u8> {
+    // serde_json escapes control characters in strings: a line never contains '\n'.
+    serde_json::to_vec(line).expect("a record serializes")
 }
 
 impl Store {
-    /// Opens (creating 0700) `<state>/users`.
-    pub fn open(state: &Dir) -> runplane_sys::Result<Store> {
+    /// Opens (creating 0700) `<state>/users` and its journal, reads the records back and
+    /// compacts the journal to one line per live user.
+    pub fn open(state: &Dir) -> runplane_sys::Result<(Store, Loaded)> {
         if state.mkdir("users", 0o700)? {
             state
                 .open_dir("users", Resolve::STRICT)?
@@ -50,7 +95,102 @@ impl Store {
         } else {
             Durability::Sync
         };
-        Ok(Store { dir, durability })
+        let (journal, contents) = Journal::open(&dir, JOURNAL, 0o600, durability, MAX_JOURNAL)?;
+        let mut store = Store {
+            dir,
+            journal,
+            durability,
+            live: HashMap::new(),
+            live_bytes: 0,
+        };
+        let mut problems = Vec::new();
+        let (mut by_uid, legacy) = store.load_legacy(&mut problems)?;
+        let mut bad = 0;
+        for (n, raw) in contents.lines.iter().enumerate() {
+            match serde_json::from_slice::<Line>(raw) {
+                Ok(Line::Set(r)) => {
+                    by_uid.insert(r.user.uid, r);
+                }
+                Ok(Line::Delete(uid)) => {
+                    by_uid.remove(&uid);
+                }
+                Err(e) => {
+                    bad += 1;
+                    problems.push(format!("{}:{}: {e}", store.journal.path().display(), n + 1));
+                }
+            }
+        }
+        if bad > 0 {
+            // The unreadable lines are kept for inspection before the compaction drops them.
+            let aside = format!("{JOURNAL}.corrupt");
+            let mut all = contents.lines.join(&b'\n');
+            all.push(b'\n');
+            match write_atomic_with(&store.dir, &aside, &all, 0o600, durability) {
+                Ok(()) => problems.push(format!(
+                    "{bad} unreadable line(s) skipped; the journal as it was is kept as {}",
+                    store.dir.path().join(&aside).display()
+                )),
+                Err(e) => problems.push(format!("{bad} unreadable line(s) skipped, and {e}")),
+            }
+        }
+        if contents.torn > 0 {
+            problems.push(format!(
+                "{}: dropped a torn last line of {} bytes (a write cut short; it was never answered)",
+                store.journal.path().display(),
+                contents.torn
+            ));
+        }
+        let records: Vec<Record> = by_uid.into_values().collect();
+        store.compact(records.iter().map(|r| (&r.user, r.sessions.clone())))?;
+        // Folded into the journal: the older files can go.
+        for name in legacy {
+            let _ = store.dir.unlink(&name);
+        }
+        Ok((store, Loaded { records, problems }))
+    }
+
+    /// Records of the older layout, one `<uid>.json` per user; an unreadable one is renamed
+    /// `<name>.corrupt` and reported. Returns them by uid and the names to remove once folded.
+    fn load_legacy(
+        &self,
+        problems: &mut Vec<String>,
+    ) -> runplane_sys::Result<(BTreeMap<u32, Record>, Vec<String>)> {
+        let mut records = BTreeMap::new();
+        let mut names = Vec::new();
+        for e in self.dir.entries()? {
+            let Some(name) = e.name.to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some(stem) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let parsed = read_file(&self.dir, &name, MAX_RECORD)
+                .map_err(|e| e.to_string())
+                .and_then(|d| d.ok_or_else(|| "vanished".to_owned()))
+                .and_then(|d| serde_json::from_slice::<Record>(&d).map_err(|e| e.to_string()))
+                .and_then(|r| {
+                    if r.user.uid.to_string() == stem {
+                        Ok(r)
+                    } else {
+                        Err(format!("holds uid {}", r.user.uid))
+                    }
+                });
+            match parsed {
+                Ok(r) => {
+                    records.insert(r.user.uid, r);
+                    names.push(name);
+                }
+                Err(why) => {
+                    let aside = format!("{name}.corrupt");
+                    let _ = self.dir.rename(&name, &aside);
+                    problems.push(format!(
+                        "{}: {why} (kept as {aside})",
+                        self.dir.path().join(&name).display()
+                    ));
+                }
+            }
+        }
+        Ok((records, names))
     }
 
     pub fn path(&self) -> PathBuf {
@@ -77,66 +217,64 @@ impl Store {
         )
     }
 
-    pub fn save(&self, user: &User, sessions: Vec<Session>) -> runplane_sys::Result<()> {
-        let rec = Record {
+    /// Appends the user's record as it is now.
+    pub fn save(&mut self, user: &User, sessions: Vec<Session>) -> runplane_sys::Result<()> {
+        let line = encode(&Line::Set(Record {
             version: 1,
             user: user.clone(),
             sessions,
+        }));
+        let n = line.len() as u64 + 1;
+        self.journal.append(line)?;
+        let old = self.live.insert(user.uid, n).unwrap_or(0);
+        self.live_bytes = self.live_bytes - old + n;
+        Ok(())
+    }
+
+    /// Appends the user's deletion (nothing when the journal holds no record of it).
+    pub fn delete(&mut self, uid: u32) -> runplane_sys::Result<()> {
+        let Some(old) = self.live.get(&uid).copied() else {
+            return Ok(());
         };
-        let data = serde_json::to_vec(&rec).expect("record serializes");
-        write_atomic_with(
-            &self.dir,
-            format!("{}.json", user.uid),
-            &data,
-            0o600,
-            self.durability,
-        )
+        self.journal.append(encode(&Line::Delete(uid)))?;
+        self.live.remove(&uid);
+        self.live_bytes -= old;
+        Ok(())
     }
 
-    pub fn delete(&self, uid: u32) -> runplane_sys::Result<()> {
-        match self.dir.unlink(format!("{uid}.json")) {
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => Ok(()),
-            r => r,
-        }
+    /// Whether the journal has grown enough that [`Store::compact`] should run.
+    pub fn wants_compaction(&self) -> bool {
+        let len = self.journal.len();
+        len > COMPACT_MIN && len > 2 * self.live_bytes
     }
 
-    /// Reads every record. A record that cannot be read is renamed `<name>.corrupt` (kept for
-    /// inspection, never silently lost) and reported.
-    pub fn load(&self) -> runplane_sys::Result<(Vec<Record>, Vec<String>)> {
-        let mut records = Vec::new();
-        let mut problems = Vec::new();
-        for e in self.dir.entries()? {
-            let Some(name) = e.name.to_str().map(str::to_owned) else {
-                continue;
-            };
-            let Some(stem) = name.strip_suffix(".json") else {
-                continue;
-            };
-            let parsed = read_file(&self.dir, &name, MAX_RECORD)
-                .map_err(|e| e.to_string())
-                .and_then(|d| d.ok_or_else(|| "vanished".to_owned()))
-                .and_then(|d| serde_json::from_slice::<Record>(&d).map_err(|e| e.to_string()))
-                .and_then(|r| {
-                    if r.user.uid.to_string() == stem {
-                        Ok(r)
-                    } else {
-                        Err(format!("holds uid {}", r.user.uid))
-                    }
-                });
-            match parsed {
-                Ok(r) => records.push(r),
-                Err(why) => {
-                    let aside = format!("{name}.corrupt");
-                    let _ = self.dir.rename(&name, &aside);
-                    problems.push(format!(
-                        "{}: {why} (kept as {aside})",
-                        self.dir.path().join(&name).display()
-                    ));
-                }
-            }
-        }
-        records.sort_by_key(|r| r.user.uid);
-        Ok((records, problems))
+    /// Replaces the journal with one line per user of `records` (all live users), atomically.
+    pub fn compact<'a, I>(&mut self, records: I) -> runplane_sys::Result<()>
+    where
+        I: IntoIterator<Item = (&'a User, Vec<Session>)>,
+    {
+        let mut live = HashMap::new();
+        let mut live_bytes = 0;
+        let lines = records.into_iter().map(|(user, sessions)| {
+            let line = encode(&Line::Set(Record {
+                version: 1,
+                user: user.clone(),
+                sessions,
+            }));
+            let n = line.len() as u64 + 1;
+            live.insert(user.uid, n);
+            live_bytes += n;
+            line
+        });
+        self.journal.rewrite(lines)?;
+        self.live = live;
+        self.live_bytes = live_bytes;
+        Ok(())
+    }
+
+    /// The journal's length in bytes.
+    pub fn journal_len(&self) -> u64 {
+        self.journal.len()
     }
 }
 
@@ -144,6 +282,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::lifecycle::{Leader, Phase};
+    use runplane_sys::pidfd::Identity;
     use std::collections::BTreeSet;
 
     fn user(uid: u32) -> User {
@@ -161,61 +300,190 @@ mod tests {
         }
     }
 
+    fn session(id: u64, uid: u32) -> Session {
+        Session {
+            id,
+            uid,
+            leader: Leader::new(5, Identity::StartTime(9)),
+            opened_at: 1,
+        }
+    }
+
+    fn uids(l: &Loaded) -> Vec<u32> {
+        let mut u: Vec<u32> = l.records.iter().map(|r| r.user.uid).collect();
+        u.sort();
+        u
+    }
+
     #[test]
-    fn round_trips_and_sets_corrupt_records_aside() {
+    fn the_last_line_of_a_user_wins_across_reopen() {
         let t = tempfile::tempdir().unwrap();
         let state = Dir::open(t.path()).unwrap();
-        let s = Store::open(&state).unwrap();
-        let sess = Session {
-            id: 7,
-            uid: 1000,
-            leader: Leader {
-                pid: 5,
-                start_time: 9,
-            },
-            opened_at: 1,
-        };
-        s.save(&user(1000), vec![sess.clone()]).unwrap();
+        let (mut s, l) = Store::open(&state).unwrap();
+        assert!(l.records.is_empty() && l.problems.is_empty());
+        s.save(&user(1000), vec![session(7, 1000)]).unwrap();
         s.save(&user(1001), vec![]).unwrap();
-        std::fs::write(t.path().join("users/1002.json"), b"{ half a rec").unwrap();
-        std::fs::write(
-            t.path().join("users/1003.json"),
-            serde_json::to_vec(&Record {
-                version: 1,
-                user: user(9),
-                sessions: vec![],
-            })
-            .unwrap(),
-        )
-        .unwrap();
-        let (recs, problems) = s.load().unwrap();
-        assert_eq!(
-            recs.iter().map(|r| r.user.uid).collect::<Vec<_>>(),
-            [1000, 1001]
-        );
-        assert_eq!(recs[0].sessions, vec![sess]);
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.contains("1002.json") && p.contains("kept as 1002.json.corrupt"))
-        );
-        assert!(t.path().join("users/1002.json.corrupt").exists());
-        assert_eq!(s.id_reservation().unwrap(), 1);
-        s.reserve_ids(2048).unwrap();
-        assert_eq!(s.id_reservation().unwrap(), 2048);
-        assert_eq!(
-            s.load().unwrap().0.len(),
-            2,
-            "the reservation is not a record"
-        );
-        s.delete(1000).unwrap();
-        s.delete(1000).unwrap();
-        assert_eq!(s.load().unwrap().0.len(), 1);
-        let md = std::fs::metadata(t.path().join("users/1001.json")).unwrap();
+        let mut later = user(1000);
+        later.phase = Phase::Lingering;
+        s.save(&later, vec![]).unwrap();
+        s.delete(1001).unwrap();
+        s.delete(1001).unwrap(); // nothing to delete: no line
+        s.delete(4242).unwrap();
+        let lines = std::fs::read_to_string(t.path().join("users/records.log")).unwrap();
+        assert_eq!(lines.lines().count(), 4, "{lines}");
+        drop(s);
+        let (s, l) = Store::open(&state).unwrap();
+        assert_eq!(uids(&l), [1000]);
+        assert_eq!(l.records[0].user.phase, Phase::Lingering);
+        assert!(l.records[0].sessions.is_empty());
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        // Opening compacted the journal to one line per live user.
+        let lines = std::fs::read_to_string(t.path().join("users/records.log")).unwrap();
+        assert_eq!(lines.lines().count(), 1, "{lines}");
+        assert_eq!(s.journal_len(), lines.len() as u64);
+        let md = std::fs::metadata(t.path().join("users/records.log")).unwrap();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777,
             0o600
+        );
+    }
+
+    #[test]
+    fn compaction_is_asked_for_when_the_journal_doubles_what_is_live() {
+        let t = tempfile::tempdir().unwrap();
+        let state = Dir::open(t.path()).unwrap();
+        let (mut s, _) = Store::open(&state).unwrap();
+        for uid in 0..10 {
+            s.save(&user(uid), vec![session(1, uid)]).unwrap();
+        }
+        let mut changes = 0;
+        while !s.wants_compaction() {
+            s.save(&user(changes % 10), vec![session(2, changes % 10)])
+                .unwrap();
+            changes += 1;
+            assert!(changes < 100_000);
+        }
+        assert!(s.journal_len() > COMPACT_MIN);
+        let users: Vec<User> = (0..10).map(user).collect();
+        s.compact(users.iter().map(|u| (u, vec![session(3, u.uid)])))
+            .unwrap();
+        assert!(!s.wants_compaction());
+        assert!(s.journal_len() < 4096, "{}", s.journal_len());
+        s.delete(3).unwrap();
+        let (_, l) = Store::open(&state).unwrap();
+        assert_eq!(uids(&l), [0, 1, 2, 4, 5, 6, 7, 8, 9]);
+        assert!(
+            l.records
+                .iter()
+                .all(|r| r.sessions == vec![session(3, r.user.uid)])
+        );
+    }
+
+    #[test]
+    fn torn_and_unreadable_lines_are_reported_and_kept_aside() {
+        let t = tempfile::tempdir().unwrap();
+        let state = Dir::open(t.path()).unwrap();
+        let (mut s, _) = Store::open(&state).unwrap();
+        s.save(&user(1000), vec![session(7, 1000)]).unwrap();
+        drop(s);
+        let log = t.path().join("users/records.log");
+        let mut text = std::fs::read(&log).unwrap();
+        text.extend_from_slice(b"{\"set\": not json}\n{\"delete\":1000,\"set\"");
+        std::fs::write(&log, &text).unwrap();
+        let (_, l) = Store::open(&state).unwrap();
+        assert_eq!(
+            uids(&l),
+            [1000],
+            "the bad line and the torn tail change nothing"
+        );
+        assert_eq!(l.problems.len(), 3, "{:?}", l.problems);
+        assert!(l.problems[0].contains("records.log:2:"), "{:?}", l.problems);
+        assert!(
+            l.problems[1].contains("records.log.corrupt"),
+            "{:?}",
+            l.problems
+        );
+        assert!(
+            l.problems[2].contains("torn last line of 20 bytes"),
+            "{:?}",
+            l.problems
+        );
+        let kept = std::fs::read_to_string(t.path().join("users/records.log.corrupt")).unwrap();
+        assert!(kept.contains("not json"), "{kept}");
+        // Compacted: the next start reads cleanly.
+        let (_, l) = Store::open(&state).unwrap();
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(uids(&l), [1000]);
+    }
+
+    #[test]
+    fn records_of_the_older_layout_are_folded_in_once() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("users")).unwrap();
+        let rec = |uid: u32| {
+            serde_json::to_vec(&Record {
+                version: 1,
+                user: user(uid),
+                sessions: vec![session(7, uid)],
+            })
+            .unwrap()
+        };
+        std::fs::write(t.path().join("users/1000.json"), rec(1000)).unwrap();
+        std::fs::write(t.path().join("users/1001.json"), rec(1001)).unwrap();
+        std::fs::write(t.path().join("users/1002.json"), b"{ half a rec").unwrap();
+        std::fs::write(t.path().join("users/1003.json"), rec(9)).unwrap();
+        std::fs::write(t.path().join("users/next-session-id"), b"2048\n").unwrap();
+        let state = Dir::open(t.path()).unwrap();
+        let (s, l) = Store::open(&state).unwrap();
+        assert_eq!(uids(&l), [1000, 1001]);
+        assert_eq!(l.records[0].sessions, vec![session(7, 1000)]);
+        assert_eq!(l.problems.len(), 2, "{:?}", l.problems);
+        assert!(
+            l.problems
+                .iter()
+                .any(|p| p.contains("1002.json") && p.contains("kept as 1002.json.corrupt"))
+        );
+        assert!(
+            l.problems
+                .iter()
+                .any(|p| p.contains("1003.json: holds uid 9"))
+        );
+        assert!(t.path().join("users/1002.json.corrupt").exists());
+        assert!(
+            !t.path().join("users/1000.json").exists(),
+            "folded into the journal"
+        );
+        assert_eq!(s.id_reservation().unwrap(), 2048);
+        drop(s);
+        let (s, l) = Store::open(&state).unwrap();
+        assert_eq!(uids(&l), [1000, 1001]);
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        s.reserve_ids(4096).unwrap();
+        assert_eq!(s.id_reservation().unwrap(), 4096);
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_journal_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("users")).unwrap();
+        std::fs::write(outside.path().join("victim"), b"keep").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("victim"),
+            t.path().join("users/records.log"),
+        )
+        .unwrap();
+        let state = Dir::open(t.path()).unwrap();
+        let e = Store::open(&state).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::LOOP.raw_os_error()),
+            "{e}"
+        );
+        assert!(e.to_string().contains("users/records.log"), "{e}");
+        assert_eq!(
+            std::fs::read(outside.path().join("victim")).unwrap(),
+            b"keep"
         );
     }
 }
