@@ -1,6 +1,8 @@
 /* The whole PAM path of a login's session, through libpam and pam_runplane.so:
  * pam_start_confdir + pam_open_session + pam_close_session + pam_end, N times for USER.
- * usage: pamsession CONFDIR SERVICE USER N     prints: p50_us p99_us mean_us */
+ * The first login must export XDG_RUNTIME_DIR, unless the service is libpam's own baseline
+ * (a stack without pam_runplane.so: pass "baseline" as a fifth argument).
+ * usage: pamsession CONFDIR SERVICE USER N [baseline]     prints: p50_us p99_us mean_us */
 #include <security/pam_appl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,8 @@ static int no_conv(int n, const struct pam_message **m, struct pam_response **r,
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) { fprintf(stderr, "usage: %s CONFDIR SERVICE USER N\n", argv[0]); return 100; }
+    if (argc != 5 && argc != 6) { fprintf(stderr, "usage: %s CONFDIR SERVICE USER N [baseline]\n", argv[0]); return 100; }
+    int check = argc == 5;
     int n = atoi(argv[4]);
     struct pam_conv conv = { no_conv, NULL };
     double *t = malloc(sizeof(double) * n);
@@ -22,7 +25,7 @@ int main(int argc, char **argv) {
         double t0 = now_us();
         int rc = pam_start_confdir(argv[2], argv[3], &conv, argv[1], &h);
         if (rc == PAM_SUCCESS) rc = pam_open_session(h, 0);
-        if (rc == PAM_SUCCESS && (i == 0 && !pam_getenv(h, "XDG_RUNTIME_DIR"))) {
+        if (rc == PAM_SUCCESS && (check && i == 0 && !pam_getenv(h, "XDG_RUNTIME_DIR"))) {
             fprintf(stderr, "no XDG_RUNTIME_DIR exported\n");
             return 111;
         }
