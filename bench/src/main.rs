@@ -5,13 +5,16 @@
 //! - `spawn N TOUCH_MIB PROGRAM`: N spawn+wait of PROGRAM with `runplane_sys::spawn`, from a
 //!   process that first touched TOUCH_MIB MiB (the primitive must not slow down as the
 //!   daemon grows, which is what fork does).
-//! - `userdirs SOCKET DAEMON_PID FIRST_UID USERS FURTHER IDLE_SECS`: through the library
-//!   client on one connection, led by this process, passing the resolved account as the PAM
-//!   module does: a first `session_open` for each of USERS
-//!   uids (each mounts a tmpfs), a further open for FURTHER of them and the close of those;
-//!   then the daemon's RSS with USERS users mounted, and its context switches (wakeups) over
-//!   IDLE_SECS of idleness. Prints `first`, `further`, `close` lines (p50 p99 mean, µs),
-//!   `rss_kib N` and `idle_wakeups N`.
+//! - `userdirs SOCKET DAEMON_PID FIRST_UID USERS FURTHER IDLE_SECS OPFLOOR FLOOR_DIR`: through
+//!   the library client on one connection, led by this process, passing the resolved account
+//!   as the PAM module does: a first `session_open` for each of USERS uids (each mounts a
+//!   tmpfs), a further open for FURTHER of them and the close of those; then the daemon's RSS
+//!   with USERS users mounted, and its context switches (wakeups) over IDLE_SECS of idleness.
+//!   Each request to runplaned is followed by the same request to the C floor server OPFLOOR
+//!   (bench/c/opfloor.c, working in FLOOR_DIR) and by a bare round trip to it, so that runplane
+//!   and its floors are measured at the same moments of a shared machine. Prints `first`,
+//!   `further`, `close` and their floors `floor_mount`, `floor_open`, `floor_close`, and
+//!   `rtt` (p50 p99 mean, µs), then `rss_kib N` and `idle_wakeups N`.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +33,9 @@ fn summary(mut t: Vec<f64>) -> String {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: runplane-bench control SOCKET N | spawn N TOUCH_MIB PROGRAM");
+    eprintln!(
+        "usage: runplane-bench control SOCKET N | spawn N TOUCH_MIB PROGRAM | userdirs SOCKET DAEMON_PID FIRST_UID USERS FURTHER IDLE_SECS OPFLOOR FLOOR_DIR"
+    );
     std::process::exit(100);
 }
 
@@ -113,11 +118,58 @@ fn switches(pid: &str) -> u64 {
         .sum()
 }
 
+/// The C floor server of `bench/c/opfloor.c`, on a SEQPACKET socketpair (fd 3 in the child).
+struct Floor {
+    sock: runplane_sys::OwnedFd,
+    child: runplane_sys::spawn::Child,
+}
+
+impl Floor {
+    fn start(program: &str, dir: &str, most_open: u64) -> Floor {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+        let (mine, theirs) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap_or_else(|e| fatal(format!("socketpair: {e}")));
+        let child = runplane_sys::spawn::Spawn::new(program)
+            .args(["3", dir, &most_open.to_string()])
+            .fd(runplane_sys::AsFd::as_fd(&theirs), 3)
+            .spawn()
+            .unwrap_or_else(|e| fatal(e));
+        Floor { sock: mine, child }
+    }
+
+    /// One request and its answer, in microseconds.
+    fn request(&self, op: u8) -> f64 {
+        use rustix::net::{RecvFlags, SendFlags, recv, send};
+        let t0 = Instant::now();
+        let mut b = [op];
+        send(&self.sock, &b, SendFlags::NOSIGNAL).unwrap_or_else(|e| fatal(e));
+        match recv(&self.sock, &mut b, RecvFlags::empty()) {
+            Ok((1, _)) => {}
+            r => fatal(format!("the floor server died: {r:?}")),
+        }
+        t0.elapsed().as_secs_f64() * 1e6
+    }
+
+    fn stop(self) {
+        drop(self.sock); // EOF: it removes its mounts and exits
+        match self.child.wait() {
+            Ok(st) if st.success() => {}
+            r => fatal(format!("the floor server failed: {r:?}")),
+        }
+    }
+}
+
 fn userdirs(args: &[String]) {
     let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
     let num = |i: usize| -> u64 { arg(i).parse().unwrap_or_else(|_| usage()) };
     let (sock, pid) = (arg(2), arg(3));
     let (first_uid, users, further, idle) = (num(4) as u32, num(5) as u32, num(6) as u32, num(7));
+    let floor = Floor::start(&arg(8), &arg(9), u64::from(further));
     let me = Some(std::process::id() as i32);
     let mut c =
         runplane::Client::connect(&sock, Duration::from_secs(10)).unwrap_or_else(|e| fatal(e));
@@ -136,26 +188,36 @@ fn userdirs(args: &[String]) {
             .unwrap_or_else(|e| fatal(format!("uid {uid}: {e}")));
         (t0.elapsed().as_secs_f64() * 1e6, s.id)
     };
-    let mut t = Vec::new();
+    let (mut rtt, mut t, mut f) = (Vec::new(), Vec::new(), Vec::new());
     for uid in first_uid..first_uid + users {
         t.push(open(&mut c, uid).0);
+        f.push(floor.request(b'm'));
+        rtt.push(floor.request(b'p'));
     }
     println!("first {}", summary(t));
-    let mut ids = Vec::new();
-    let mut t = Vec::new();
+    println!("floor_mount {}", summary(f));
+    let (mut ids, mut t, mut f) = (Vec::new(), Vec::new(), Vec::new());
     for uid in first_uid..first_uid + further.min(users) {
         let (d, id) = open(&mut c, uid);
         t.push(d);
         ids.push(id);
+        f.push(floor.request(b'o'));
+        rtt.push(floor.request(b'p'));
     }
     println!("further {}", summary(t));
-    let mut t = Vec::new();
+    println!("floor_open {}", summary(f));
+    let (mut t, mut f) = (Vec::new(), Vec::new());
     for id in ids {
         let t0 = Instant::now();
         c.session_close(id).unwrap_or_else(|e| fatal(e));
         t.push(t0.elapsed().as_secs_f64() * 1e6);
+        f.push(floor.request(b'c'));
+        rtt.push(floor.request(b'p'));
     }
     println!("close {}", summary(t));
+    println!("floor_close {}", summary(f));
+    println!("rtt {}", summary(rtt));
+    floor.stop();
     let rss = status_field(&pid, &pid, "VmRSS:");
     println!("rss_kib {rss}");
     drop(c);

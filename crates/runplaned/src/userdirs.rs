@@ -215,7 +215,7 @@ impl Userdirs {
                 i.leaders.remove(&id);
                 match i.lc.close(id, now) {
                     Ok(a) => {
-                        tracing::info!(session = id, "session ended: its leader exited");
+                        tracing::debug!(session = id, "session ended: its leader exited");
                         a
                     }
                     Err(_) => vec![], // closed meanwhile
@@ -337,7 +337,10 @@ impl Userdirs {
             .to_owned();
         let path = i.root.user_path(account.uid).display().to_string();
         i.watch_leader(id, leader);
-        tracing::info!(session = id, uid = account.uid, pid, "session opened");
+        // Sessions are logged at debug: the PAM stack that opens them logs every login
+        // already (pam_unix, sshd); what this daemon alone knows, that a runtime dir was
+        // made, adopted, kept or removed, is logged at info.
+        tracing::debug!(session = id, uid = account.uid, pid, "session opened");
         Ok(SessionOpened {
             id,
             uid: account.uid,
@@ -370,7 +373,7 @@ impl Userdirs {
                 .map_err(|e| err(Code::ENOENT, e.to_string()))?;
         // Persisted before answering: a close lost in a crash would revive the session.
         let _ = i.execute(actions);
-        tracing::info!(session = id, uid = s.uid, "session closed");
+        tracing::debug!(session = id, uid = s.uid, "session closed");
         let (remaining, state) = match i.lc.user(s.uid) {
             Some(u) => (u.sessions.len() as u32, u.phase.name().to_owned()),
             None => (0, "removed".to_owned()),

@@ -346,6 +346,8 @@ impl Daemon {
         let logf = std::fs::File::create(log).expect("create the daemon log");
         let child = std::process::Command::new(program)
             .args(args)
+            // Everything the daemon says, sessions included (logged at debug).
+            .env("RUNPLANE_LOG", "debug")
             .stdin(std::process::Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf)
