@@ -12,9 +12,10 @@
 //!   with USERS users mounted, and its context switches (wakeups) over IDLE_SECS of idleness.
 //!   Each request to runplaned is followed by the same request to the C floor server OPFLOOR
 //!   (bench/c/opfloor.c, working in FLOOR_DIR) and by a bare round trip to it, so that runplane
-//!   and its floors are measured at the same moments of a shared machine. Prints `first`,
-//!   `further`, `close` and their floors `floor_mount`, `floor_open`, `floor_close`, and
-//!   `rtt` (p50 p99 mean, µs), then `rss_kib N` and `idle_wakeups N`.
+//!   and its floors are measured at the same moments of a shared machine; FURTHER pings go
+//!   first, each followed by a bare round trip. Prints `ping`, `first`, `further`, `close` and
+//!   their floors `floor_ping`, `floor_mount`, `floor_open`, `floor_close`, and `rtt` (p50 p99
+//!   mean, µs), then `rss_kib N` and `idle_wakeups N`.
 
 use std::time::{Duration, Instant};
 
@@ -188,6 +189,16 @@ fn userdirs(args: &[String]) {
             .unwrap_or_else(|e| fatal(format!("uid {uid}: {e}")));
         (t0.elapsed().as_secs_f64() * 1e6, s.id)
     };
+    // The request path alone, measured the same way: a ping, then a bare round trip.
+    let (mut t, mut f) = (Vec::new(), Vec::new());
+    for _ in 0..further {
+        let t0 = Instant::now();
+        c.ping().unwrap_or_else(|e| fatal(e));
+        t.push(t0.elapsed().as_secs_f64() * 1e6);
+        f.push(floor.request(b'p'));
+    }
+    println!("ping {}", summary(t));
+    println!("floor_ping {}", summary(f));
     let (mut rtt, mut t, mut f) = (Vec::new(), Vec::new(), Vec::new());
     for uid in first_uid..first_uid + users {
         t.push(open(&mut c, uid).0);
