@@ -82,7 +82,8 @@ fn render_userdirs(st: &Status) -> String {
             u.user.clone(),
             u.uid.to_string(),
             u.state.clone(),
-            u.sessions.len().to_string(),
+            // session_count: what a daemon that lists at most MAX_STATUS_SESSIONS ids says.
+            u.session_count.max(u.sessions.len() as u32).to_string(),
             u.backend.clone(),
             human_bytes(u.bytes_used),
             limit,
@@ -153,11 +154,35 @@ pub fn render(st: &Status) -> String {
     out
 }
 
+/// Appends the pages after the first to `status.userdirs` when the daemon says more follow.
+fn join_userdirs_pages(c: &mut runplane::Client, v: &mut serde_json::Value) -> Result<(), Failure> {
+    use serde_json::Value;
+    let Some(obj) = v.as_object_mut() else {
+        return Ok(());
+    };
+    if obj.remove("userdirs_more") != Some(Value::Bool(true)) {
+        return Ok(());
+    }
+    let Some(Value::Array(list)) = obj.get_mut("userdirs") else {
+        return Ok(());
+    };
+    let last = list
+        .last()
+        .and_then(|u| u["uid"].as_u64())
+        .and_then(|u| u32::try_from(u).ok());
+    for u in c.userdirs(last)? {
+        list.push(serde_json::to_value(u).expect("an entry serializes"));
+    }
+    Ok(())
+}
+
 pub fn run(cli: &Cli, out: Output) -> Result<(), Failure> {
     let mut c = connect(cli)?;
     if out.json {
-        // Print exactly what the daemon sent, including sections this client does not know.
-        let v = c.call(&runplane_proto::Request::Status)?;
+        // Print exactly what the daemon sent, including sections this client does not know,
+        // with the pages of `userdirs` joined.
+        let mut v = c.call(&runplane_proto::Request::Status)?;
+        join_userdirs_pages(&mut c, &mut v)?;
         return print_json(&v);
     }
     let st = c.status()?;
@@ -195,6 +220,7 @@ mod tests {
             },
             userdirs_manager: None,
             userdirs: vec![],
+            userdirs_more: false,
         };
         let out = render(&st);
         let rows: Vec<(String, String)> = out

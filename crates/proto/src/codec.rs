@@ -7,6 +7,10 @@ use crate::{Code, ErrorReply, Request, Response};
 
 /// Largest message in either direction, in bytes.
 pub const MAX_MESSAGE: usize = 65536;
+/// What the entries of one page of a list may take, in bytes: the rest of [`MAX_MESSAGE`] is
+/// room for the envelope and for an entry that crosses the budget (every entry is far below
+/// 8 KiB: `status.userdirs` lists at most [`crate::MAX_STATUS_SESSIONS`] session ids).
+pub const PAGE_BUDGET: usize = 48 << 10;
 /// The protocol version spoken here.
 pub const VERSION: u32 = 1;
 
@@ -38,6 +42,17 @@ struct RawResponse {
     error: Option<ErrorReply>,
 }
 
+/// [`RawResponse`] as written: borrowing the answer, so that encoding never copies it.
+#[derive(Serialize)]
+struct RawResponseRef<'a> {
+    v: u32,
+    id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ok: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ErrorReply>,
+}
+
 fn no_args(op: &str, args: &Option<Value>) -> Result<(), ErrorReply> {
     match args {
         None | Some(Value::Null) => Ok(()),
@@ -53,6 +68,17 @@ fn args<T: serde::de::DeserializeOwned>(op: &str, args: Option<Value>) -> Result
     let v = args.unwrap_or(Value::Object(Default::default()));
     serde_json::from_value(v)
         .map_err(|e| ErrorReply::new(Code::EINVAL, format!("invalid arguments to '{op}': {e}")))
+}
+
+/// Arguments that may be omitted entirely (then `T::default()`).
+fn opt_args<T: serde::de::DeserializeOwned + Default>(
+    op: &str,
+    a: Option<Value>,
+) -> Result<T, ErrorReply> {
+    match a {
+        None | Some(Value::Null) => Ok(T::default()),
+        a => args(op, a),
+    }
 }
 
 /// Decodes a request packet. On error, returns the request id if one could be read (else 0)
@@ -112,8 +138,9 @@ pub fn decode_request(bytes: &[u8]) -> Result<(u64, Request), (u64, ErrorReply)>
         "ping" => none(Request::Ping),
         "status" => none(Request::Status),
         "reload" => none(Request::Reload),
-        "session_list" => none(Request::SessionList),
-        "linger_list" => none(Request::LingerList),
+        "session_list" => opt_args(&op, raw.args.clone()).map(Request::SessionList),
+        "linger_list" => opt_args(&op, raw.args.clone()).map(Request::LingerList),
+        "userdirs" => opt_args(&op, raw.args.clone()).map(Request::Userdirs),
         "session_open" => args(&op, raw.args.clone()).map(Request::SessionOpen),
         "session_close" => args(&op, raw.args.clone()).map(Request::SessionClose),
         "linger" => args(&op, raw.args.clone()).map(Request::Linger),
@@ -143,19 +170,11 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
 /// Encodes a response packet. An `ok` value that would exceed [`MAX_MESSAGE`] is replaced by
 /// an `E2BIG` error, so that the daemon never sends what a client cannot receive.
 pub fn encode_response(id: u64, result: &Result<Value, ErrorReply>) -> Vec<u8> {
-    let raw = match result {
-        Ok(v) => RawResponse {
-            v: VERSION,
-            id,
-            ok: Some(v.clone()),
-            error: None,
-        },
-        Err(e) => RawResponse {
-            v: VERSION,
-            id,
-            ok: None,
-            error: Some(e.clone()),
-        },
+    let raw = RawResponseRef {
+        v: VERSION,
+        id,
+        ok: result.as_ref().ok(),
+        error: result.as_ref().err(),
     };
     let out = serde_json::to_vec(&raw).expect("response serializes");
     if out.len() > MAX_MESSAGE {
@@ -321,6 +340,38 @@ mod tests {
     }
 
     #[test]
+    fn list_pages_take_an_optional_cursor_and_nothing_else() {
+        assert_eq!(
+            decode_request(br#"{"v":1,"id":1,"op":"session_list"}"#).unwrap(),
+            (1, Request::SessionList(crate::After { after: None }))
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"id":2,"op":"userdirs","args":{"after":1000}}"#).unwrap(),
+            (2, Request::Userdirs(crate::After { after: Some(1000) }))
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"id":3,"op":"linger_list","args":{"after":"bob"}}"#).unwrap(),
+            (
+                3,
+                Request::LingerList(crate::After {
+                    after: Some("bob".into())
+                })
+            )
+        );
+        for bad in [
+            &br#"{"v":1,"id":4,"op":"userdirs","args":{"after":"x"}}"#[..],
+            br#"{"v":1,"id":4,"op":"session_list","args":{"after":1,"limit":5}}"#,
+            br#"{"v":1,"id":4,"op":"userdirs","args":{"after":-1}}"#,
+        ] {
+            let (id, e) = decode_request(bad).unwrap_err();
+            assert_eq!((id, e.code), (4, Code::EINVAL), "{e:?}");
+        }
+        // A cursor-less request carries no args at all: what older daemons accept.
+        let bytes = encode_request(5, &Request::SessionList(crate::After::default()));
+        assert_eq!(bytes, br#"{"v":1,"id":5,"op":"session_list"}"#);
+    }
+
+    #[test]
     fn oversized_response_becomes_e2big() {
         let huge = serde_json::Value::String("x".repeat(MAX_MESSAGE));
         let out = encode_response(9, &Ok(huge));
@@ -337,13 +388,17 @@ mod tests {
         }
 
         #[test]
-        fn requests_round_trip(id in any::<u64>(), which in 0..9u8, uid in any::<u32>(), pid in any::<i32>(), name in "[a-z_][a-z0-9_-]{0,30}", on in any::<bool>()) {
+        fn requests_round_trip(id in any::<u64>(), which in 0..13u8, uid in any::<u32>(), pid in any::<i32>(), name in "[a-z_][a-z0-9_-]{0,30}", on in any::<bool>()) {
             let req = [
                 Request::Ping,
                 Request::Status,
                 Request::Reload,
-                Request::SessionList,
-                Request::LingerList,
+                Request::SessionList(crate::After::default()),
+                Request::LingerList(crate::After::default()),
+                Request::SessionList(crate::After { after: Some(id) }),
+                Request::LingerList(crate::After { after: Some(name.clone()) }),
+                Request::Userdirs(crate::After::default()),
+                Request::Userdirs(crate::After { after: Some(uid) }),
                 Request::SessionOpen(crate::SessionOpen { user: Some(name.clone()), uid: None, pid: Some(pid), allow_nested: Some(on), gid: None }),
                 Request::SessionClose(crate::SessionClose { id }),
                 Request::Linger(crate::Linger { user: None, uid: Some(uid), enable: on }),

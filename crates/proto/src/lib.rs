@@ -18,6 +18,12 @@
 //!   was too malformed to carry an id, `id` is 0.
 //! - A request with `v` other than 1 is answered with `EPROTO` (in a version-1 response).
 //!
+//! - Lists are paged so that no answer outgrows a packet: `session_list`, `linger_list` and
+//!   `userdirs` take an optional `{"after": KEY}` and answer the entries after that key in
+//!   ascending key order, as many as fit in [`PAGE_BUDGET`] bytes; a client asks again with
+//!   the last key it got until a page comes back empty. `status` carries the first page of
+//!   `userdirs` and `userdirs_more: true` when more follow.
+//!
 //! Every request is authorized by the peer's `SO_PEERCRED` credentials (uid, gid, pid as of
 //! `connect`); see each [`Request`] variant for who may ask.
 //!
@@ -36,14 +42,29 @@ mod status;
 mod userdirs;
 
 pub use codec::{
-    MAX_MESSAGE, VERSION, decode_request, decode_response, encode_request, encode_response,
+    MAX_MESSAGE, PAGE_BUDGET, VERSION, decode_request, decode_response, encode_request,
+    encode_response,
 };
 pub use error::{Code, ErrorReply};
 pub use status::{ConfigStatus, DaemonStatus, Mode, Pong, Status};
 pub use userdirs::{
-    IpcObject, Linger, LingerState, SessionClose, SessionClosed, SessionInfo, SessionOpen,
-    SessionOpened, UserRef, UserdirStatus, UserdirsManager,
+    IpcObject, Linger, LingerState, MAX_STATUS_SESSIONS, SessionClose, SessionClosed, SessionInfo,
+    SessionOpen, SessionOpened, UserRef, UserdirStatus, UserdirsManager,
 };
+
+/// Arguments of a paged list: the entries after `after` (all when `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct After<K> {
+    #[serde(default = "Option::default", skip_serializing_if = "Option::is_none")]
+    pub after: Option<K>,
+}
+
+impl<K> Default for After<K> {
+    fn default() -> Self {
+        After { after: None }
+    }
+}
 
 use serde::{Deserialize, Serialize};
 
@@ -66,13 +87,18 @@ pub enum Request {
     /// `session_close`: the end of a login. Root, or the session's own user. Answer:
     /// [`SessionClosed`].
     SessionClose(SessionClose),
-    /// `session_list`: open sessions (a non-root caller sees its own). Answer: `[SessionInfo]`.
-    SessionList,
+    /// `session_list`: open sessions (a non-root caller sees its own), by id, paged after
+    /// `after` (an id). Answer: `[SessionInfo]`.
+    SessionList(After<u64>),
     /// `linger`: keep a user's directory without sessions (`enable`), or stop. Root; a user for
     /// itself when `userdirs.self_linger` is on. Answer: [`LingerState`].
     Linger(Linger),
-    /// `linger_list`: users with linger on. Anyone. Answer: `[LingerState]`.
-    LingerList,
+    /// `linger_list`: users with linger on, by name, paged after `after` (a name). Anyone.
+    /// Answer: `[LingerState]`.
+    LingerList(After<String>),
+    /// `userdirs`: the entries of `status.userdirs`, by uid, paged after `after` (a uid). Anyone
+    /// (a non-root caller sees its own). Answer: `[UserdirStatus]`.
+    Userdirs(After<u32>),
     /// `session_ipc`: the IPC objects RemoveIPC would remove for a user. Root or that user.
     /// Answer: `[IpcObject]`.
     SessionIpc(UserRef),
@@ -87,9 +113,10 @@ impl Request {
             Request::Reload => "reload",
             Request::SessionOpen(_) => "session_open",
             Request::SessionClose(_) => "session_close",
-            Request::SessionList => "session_list",
+            Request::SessionList(_) => "session_list",
             Request::Linger(_) => "linger",
-            Request::LingerList => "linger_list",
+            Request::LingerList(_) => "linger_list",
+            Request::Userdirs(_) => "userdirs",
             Request::SessionIpc(_) => "session_ipc",
         }
     }
@@ -101,11 +128,15 @@ impl Request {
             Request::SessionClose(a) => serde_json::to_value(a),
             Request::Linger(a) => serde_json::to_value(a),
             Request::SessionIpc(a) => serde_json::to_value(a),
+            Request::SessionList(a) if a.after.is_some() => serde_json::to_value(a),
+            Request::LingerList(a) if a.after.is_some() => serde_json::to_value(a),
+            Request::Userdirs(a) if a.after.is_some() => serde_json::to_value(a),
             Request::Ping
             | Request::Status
             | Request::Reload
-            | Request::SessionList
-            | Request::LingerList => return None,
+            | Request::SessionList(_)
+            | Request::LingerList(_)
+            | Request::Userdirs(_) => return None,
         };
         Some(v.expect("arguments serialize"))
     }

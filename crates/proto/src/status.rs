@@ -62,7 +62,11 @@ pub struct Status {
     /// Whether and how `/run/user` is managed (absent from daemons without the capability).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userdirs_manager: Option<crate::UserdirsManager>,
-    /// One entry per user directory.
+    /// One entry per user directory, by uid: the first page (see `userdirs_more`).
     #[serde(default)]
     pub userdirs: Vec<crate::UserdirStatus>,
+    /// More entries follow `userdirs`: ask `userdirs` with `after` the last uid. The library's
+    /// `Client::status` does, and returns them all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub userdirs_more: bool,
 }

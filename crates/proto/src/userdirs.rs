@@ -107,6 +107,10 @@ pub struct IpcObject {
     pub bytes: Option<u64>,
 }
 
+/// The most session ids one `status.userdirs` entry lists (`session_count` has them all;
+/// `session_list` names every one): an entry stays far below a page.
+pub const MAX_STATUS_SESSIONS: usize = 256;
+
 /// One user's directory in `status.userdirs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserdirStatus {
@@ -121,7 +125,11 @@ pub struct UserdirStatus {
     pub bytes_limit: u64,
     pub inodes_used: u64,
     pub inodes_limit: u64,
+    /// The user's open sessions: the lowest [`MAX_STATUS_SESSIONS`] ids.
     pub sessions: Vec<u64>,
+    /// How many sessions the user has open.
+    #[serde(default)]
+    pub session_count: u32,
     pub linger: bool,
     /// `active`, `lingering`, `grace`, `waiting-for-processes`.
     pub state: String,

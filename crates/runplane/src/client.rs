@@ -9,7 +9,8 @@ use rustix::net::sockopt::Timeout;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use runplane_proto::{
-    ConfigStatus, ErrorReply, MAX_MESSAGE, Pong, Request, Status, decode_response, encode_request,
+    After, ConfigStatus, ErrorReply, MAX_MESSAGE, Pong, Request, Status, UserdirStatus,
+    decode_response, encode_request,
 };
 use runplane_sys::scm::{self, Message};
 
@@ -225,9 +226,54 @@ impl Client {
         self.typed(&Request::Ping)
     }
 
-    /// `status`: the whole plane.
+    /// `status`: the whole plane, with every page of `userdirs` (see [`Client::userdirs`]).
     pub fn status(&mut self) -> Result<Status, ClientError> {
-        self.typed(&Request::Status)
+        let mut st: Status = self.typed(&Request::Status)?;
+        if st.userdirs_more {
+            let rest = self.userdirs(st.userdirs.last().map(|u| u.uid))?;
+            st.userdirs.extend(rest);
+            st.userdirs_more = false;
+        }
+        Ok(st)
+    }
+
+    /// `userdirs`: the entries of `status.userdirs` above uid `after` (all when `None`), page
+    /// by page.
+    pub fn userdirs(&mut self, after: Option<u32>) -> Result<Vec<UserdirStatus>, ClientError> {
+        self.pages(after, Request::Userdirs, |u: &UserdirStatus| u.uid)
+    }
+
+    /// Asks for the pages of a list after `after`, each after the last key of the one before,
+    /// until one comes back empty (the protocol's paging, see runplane_proto).
+    fn pages<T, K>(
+        &mut self,
+        mut after: Option<K>,
+        ask: impl Fn(After<K>) -> Request,
+        key: impl Fn(&T) -> K,
+    ) -> Result<Vec<T>, ClientError>
+    where
+        T: serde::de::DeserializeOwned,
+        K: PartialOrd + Clone,
+    {
+        let mut out = Vec::new();
+        loop {
+            let req = ask(After {
+                after: after.clone(),
+            });
+            let page: Vec<T> = self.typed(&req)?;
+            let Some(last) = page.last().map(&key) else {
+                return Ok(out);
+            };
+            // Keys only ascend: anything else would never end.
+            if after.as_ref().is_some_and(|a| *a >= last) {
+                return Err(ClientError::Protocol {
+                    path: self.path.clone(),
+                    message: format!("'{}' answered a page that does not advance", req.op()),
+                });
+            }
+            out.extend(page);
+            after = Some(last);
+        }
     }
 
     /// `reload`: re-read the configuration (root or the daemon's own user).
@@ -250,9 +296,13 @@ impl Client {
         self.typed(&Request::SessionClose(runplane_proto::SessionClose { id }))
     }
 
-    /// `session_list`: open sessions (a non-root caller sees its own).
+    /// `session_list`: open sessions (a non-root caller sees its own), every page.
     pub fn session_list(&mut self) -> Result<Vec<runplane_proto::SessionInfo>, ClientError> {
-        self.typed(&Request::SessionList)
+        self.pages(
+            None,
+            Request::SessionList,
+            |s: &runplane_proto::SessionInfo| s.id,
+        )
     }
 
     /// `linger`: turn linger on or off for a user.
@@ -263,9 +313,13 @@ impl Client {
         self.typed(&Request::Linger(args))
     }
 
-    /// `linger_list`: users with linger on.
+    /// `linger_list`: users with linger on, every page.
     pub fn linger_list(&mut self) -> Result<Vec<runplane_proto::LingerState>, ClientError> {
-        self.typed(&Request::LingerList)
+        self.pages(
+            None,
+            Request::LingerList,
+            |l: &runplane_proto::LingerState| l.user.clone(),
+        )
     }
 
     /// `session_ipc`: what RemoveIPC would remove for a user.

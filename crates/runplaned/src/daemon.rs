@@ -80,10 +80,11 @@ impl Daemon {
 
     /// The whole plane as the daemon sees it (per-user entries filtered to `cred` unless root).
     pub fn status(&self, cred: Cred) -> Status {
-        let (mgr, users) = self.userdirs.status(cred);
+        let (mgr, users, more) = self.userdirs.status(cred);
         Status {
             userdirs_manager: Some(mgr),
             userdirs: users,
+            userdirs_more: more,
             daemon: DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 pid: self.pid,
@@ -161,11 +162,14 @@ impl Daemon {
                 serde_json::to_value(self.userdirs.open(a.clone(), cred).await?)
             }
             Request::SessionClose(a) => serde_json::to_value(self.userdirs.close(a.id, cred)?),
-            Request::SessionList => serde_json::to_value(self.userdirs.list(cred)?),
+            Request::SessionList(a) => serde_json::to_value(self.userdirs.list(cred, a.after)?),
             Request::Linger(a) => {
                 serde_json::to_value(self.userdirs.linger(a.clone(), cred).await?)
             }
-            Request::LingerList => serde_json::to_value(self.userdirs.linger_list()?),
+            Request::LingerList(a) => {
+                serde_json::to_value(self.userdirs.linger_list(a.after.as_deref())?)
+            }
+            Request::Userdirs(a) => serde_json::to_value(self.userdirs.page(cred, a.after)),
             Request::SessionIpc(a) => {
                 serde_json::to_value(self.userdirs.ipc(a.clone(), cred).await?)
             }

@@ -12,6 +12,7 @@ mod config;
 mod control;
 mod daemon;
 mod logging;
+mod page;
 mod readiness;
 mod state;
 mod userdirs;

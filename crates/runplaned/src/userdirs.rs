@@ -386,20 +386,20 @@ impl Userdirs {
         })
     }
 
-    /// `session_list`.
-    pub fn list(&self, cred: Cred) -> Result<Vec<SessionInfo>, ErrorReply> {
+    /// `session_list`: one page of the caller's sessions (root: all) above `after`.
+    pub fn list(&self, cred: Cred, after: Option<u64>) -> Result<Vec<SessionInfo>, ErrorReply> {
         let i = self.inner()?;
-        Ok(i.lc
-            .sessions()
-            .filter(|s| cred.uid == 0 || s.uid == cred.uid)
-            .map(|s| SessionInfo {
-                id: s.id,
-                uid: s.uid,
-                user: i.lc.user(s.uid).map(|u| u.name.clone()).unwrap_or_default(),
-                leader_pid: s.leader.pid,
-                opened_at: s.opened_at,
-            })
-            .collect())
+        let entries =
+            i.lc.sessions_after(after)
+                .filter(|s| cred.uid == 0 || s.uid == cred.uid)
+                .map(|s| SessionInfo {
+                    id: s.id,
+                    uid: s.uid,
+                    user: i.lc.user(s.uid).map(|u| u.name.clone()).unwrap_or_default(),
+                    leader_pid: s.leader.pid,
+                    opened_at: s.opened_at,
+                });
+        Ok(crate::page::page(entries).0)
     }
 
     /// `linger`.
@@ -476,24 +476,38 @@ impl Userdirs {
     }
 
     /// `linger_list`: the names in the linger directory.
-    pub fn linger_list(&self) -> Result<Vec<LingerState>, ErrorReply> {
+    /// `linger_list`: one page of the lingering users with names above `after`.
+    pub fn linger_list(&self, after: Option<&str>) -> Result<Vec<LingerState>, ErrorReply> {
         let i = self.inner()?;
         let names = i.linger_names().map_err(|e| err(Code::EIO, e))?;
-        Ok(names
+        let uids: HashMap<&str, u32> = i.lc.users().map(|u| (u.name.as_str(), u.uid)).collect();
+        let entries = names
             .into_iter()
-            .map(|name| {
-                let uid = i.lc.users().find(|u| u.name == name).map(|u| u.uid);
-                LingerState {
-                    user: name,
-                    uid,
-                    enabled: true,
-                }
-            })
-            .collect())
+            .filter(|n| after.is_none_or(|a| n.as_str() > a))
+            .map(|name| LingerState {
+                uid: uids.get(name.as_str()).copied(),
+                user: name,
+                enabled: true,
+            });
+        Ok(crate::page::page(entries).0)
     }
 
-    /// `status.userdirs_manager` and `status.userdirs` (filtered to `cred`'s uid unless root).
-    pub fn status(&self, cred: Cred) -> (UserdirsManager, Vec<UserdirStatus>) {
+    /// `userdirs`: one page of `status.userdirs` above uid `after`.
+    pub fn page(&self, cred: Cred, after: Option<u32>) -> Vec<UserdirStatus> {
+        match &self.inner {
+            Some(m) => {
+                m.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entries(cred, after)
+                    .0
+            }
+            None => vec![],
+        }
+    }
+
+    /// The manager section of `status` and the first page of its `userdirs`, and whether more
+    /// follow.
+    pub fn status(&self, cred: Cred) -> (UserdirsManager, Vec<UserdirStatus>, bool) {
         let Some(m) = &self.inner else {
             let mgr = UserdirsManager {
                 root: self.root_path.display().to_string(),
@@ -507,7 +521,7 @@ impl Userdirs {
                 budget: None,
                 budget_used: 0,
             };
-            return (mgr, vec![]);
+            return (mgr, vec![], false);
         };
         let i = m.lock().unwrap_or_else(|p| p.into_inner());
         let p = i.lc.policy();
@@ -526,50 +540,8 @@ impl Userdirs {
             budget: p.budget,
             budget_used: i.lc.budget_used(),
         };
-        let mounts = runplane_sys::mountinfo::read().unwrap_or_default();
-        let users =
-            i.lc.users()
-                .filter(|u| cred.uid == 0 || u.uid == cred.uid)
-                .map(|u| {
-                    let usage = i.root.usage(u.uid).ok().flatten().unwrap_or_default();
-                    let options = u
-                        .dir
-                        .and_then(|d| d.mount_id)
-                        .and_then(|id| mounts.iter().find(|m| m.id == id))
-                        .map(|m| format!("{},{}", m.mount_options, m.super_options))
-                        .unwrap_or_default();
-                    UserdirStatus {
-                        user: u.name.clone(),
-                        uid: u.uid,
-                        path: i.root.user_path(u.uid).display().to_string(),
-                        backend: u
-                            .dir
-                            .map_or("creating", |d| backend_name(d.backend))
-                            .to_owned(),
-                        options,
-                        bytes_used: usage.bytes_used,
-                        bytes_limit: if u.dir.is_some_and(|d| d.backend == Backend::FallbackDir) {
-                            0
-                        } else {
-                            u.size
-                        },
-                        inodes_used: usage.inodes_used,
-                        inodes_limit: if u.dir.is_some_and(|d| d.backend == Backend::FallbackDir) {
-                            0
-                        } else {
-                            u.inodes
-                        },
-                        sessions: u.sessions.iter().copied().collect(),
-                        linger: u.linger,
-                        state: u.phase.name().to_owned(),
-                        remove_at: match u.phase {
-                            Phase::Grace { deadline } => Some(deadline),
-                            _ => None,
-                        },
-                    }
-                })
-                .collect();
-        (mgr, users)
+        let (users, more) = i.entries(cred, None);
+        (mgr, users, more)
     }
 }
 
@@ -650,6 +622,55 @@ async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, Error
 }
 
 impl Inner {
+    /// One page of `status.userdirs`: the caller's users (root: all) above uid `after`.
+    fn entries(&self, cred: Cred, after: Option<u32>) -> (Vec<UserdirStatus>, bool) {
+        let mounts = runplane_sys::mountinfo::read().unwrap_or_default();
+        let by_id: HashMap<u64, &runplane_sys::mountinfo::MountInfo> =
+            mounts.iter().map(|m| (m.id, m)).collect();
+        let users = self
+            .lc
+            .users_after(after)
+            .filter(|u| cred.uid == 0 || u.uid == cred.uid)
+            .map(|u| {
+                let usage = self.root.usage(u.uid).ok().flatten().unwrap_or_default();
+                let options = u
+                    .dir
+                    .and_then(|d| d.mount_id)
+                    .and_then(|id| by_id.get(&id))
+                    .map(|m| format!("{},{}", m.mount_options, m.super_options))
+                    .unwrap_or_default();
+                let limited = !u.dir.is_some_and(|d| d.backend == Backend::FallbackDir);
+                UserdirStatus {
+                    user: u.name.clone(),
+                    uid: u.uid,
+                    path: self.root.user_path(u.uid).display().to_string(),
+                    backend: u
+                        .dir
+                        .map_or("creating", |d| backend_name(d.backend))
+                        .to_owned(),
+                    options,
+                    bytes_used: usage.bytes_used,
+                    bytes_limit: if limited { u.size } else { 0 },
+                    inodes_used: usage.inodes_used,
+                    inodes_limit: if limited { u.inodes } else { 0 },
+                    sessions: u
+                        .sessions
+                        .iter()
+                        .copied()
+                        .take(runplane_proto::MAX_STATUS_SESSIONS)
+                        .collect(),
+                    session_count: u.sessions.len() as u32,
+                    linger: u.linger,
+                    state: u.phase.name().to_owned(),
+                    remove_at: match u.phase {
+                        Phase::Grace { deadline } => Some(deadline),
+                        _ => None,
+                    },
+                }
+            });
+        crate::page::page(users)
+    }
+
     /// The account of a user in the table, by name or uid (exactly one given).
     fn known_account(&self, name: Option<&str>, uid: Option<u32>) -> Option<Account> {
         let u = match (name, uid) {

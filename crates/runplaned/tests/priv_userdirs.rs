@@ -1040,3 +1040,90 @@ fn priv_a_resolved_account_is_taken_from_root_only() {
         kill(leader);
     });
 }
+
+#[test]
+fn priv_status_and_lists_of_thousands_page_through_the_packet_limit() {
+    require_root!();
+    const N: u32 = 1500;
+    run_private(users_at(40000, N), |p| {
+        let cfg = config(p, "size = \"64K\"\ninodes = 16\nlifetime = \"sessions\"\n");
+        let _d = start(&cfg);
+        // One leader for every session: the test itself (root may name any live leader).
+        let me = std::process::id() as i32;
+        let mut c = client();
+        for uid in 40000..40000 + N {
+            c.session_open(SessionOpen {
+                user: None,
+                uid: Some(uid),
+                pid: Some(me),
+                allow_nested: None,
+                gid: None,
+            })
+            .unwrap();
+        }
+        // A user with more sessions than a status entry lists.
+        for _ in 0..300 {
+            c.session_open(SessionOpen {
+                user: None,
+                uid: Some(40000),
+                pid: Some(me),
+                allow_nested: None,
+                gid: None,
+            })
+            .unwrap();
+        }
+        for i in (0..N).step_by(3) {
+            c.linger(Linger {
+                user: Some(format!("u{i}")),
+                uid: None,
+                enable: true,
+            })
+            .unwrap();
+        }
+        // Each answer stays in one packet (about 400 bytes an entry, 64 KiB a packet): the
+        // library pages through and returns everything, in order.
+        let st = c.status().unwrap();
+        assert!(!st.userdirs_more);
+        let uids: Vec<u32> = st.userdirs.iter().map(|u| u.uid).collect();
+        assert_eq!(uids, (40000..40000 + N).collect::<Vec<_>>());
+        let first = &st.userdirs[0];
+        assert_eq!(first.session_count, 301);
+        assert_eq!(first.sessions.len(), runplane_proto::MAX_STATUS_SESSIONS);
+        let sessions = c.session_list().unwrap();
+        assert_eq!(sessions.len(), N as usize + 300);
+        assert!(sessions.windows(2).all(|w| w[0].id < w[1].id));
+        let lingering = c.linger_list().unwrap();
+        assert_eq!(lingering.len(), N.div_ceil(3) as usize);
+        assert!(lingering.windows(2).all(|w| w[0].user < w[1].user));
+        assert!(lingering.iter().all(|l| l.uid.is_some()));
+        // A single page is within the budget and says that more follow.
+        let raw = c.call_raw(br#"{"v":1,"id":1,"op":"status"}"#).unwrap();
+        assert!(raw.len() <= runplane_proto::MAX_MESSAGE);
+        let one: Status = runplane_proto::decode_response(&raw)
+            .unwrap()
+            .into_result()
+            .unwrap();
+        assert!(one.userdirs_more && !one.userdirs.is_empty());
+        assert!(one.userdirs.len() < N as usize);
+        // The command line shows all of them, as one JSON object.
+        let out = run(
+            &runplane_testkit::bin("runplane"),
+            &["status", "--json"],
+            &[],
+            None,
+        );
+        assert!(out.status.success(), "{}", out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["userdirs"].as_array().unwrap().len(), N as usize);
+        assert!(v.get("userdirs_more").is_none(), "the pages were joined");
+        let out = run(
+            &runplane_testkit::bin("runplane"),
+            &["session", "list", "--json"],
+            &[],
+            None,
+        );
+        assert!(out.status.success(), "{}", out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), N as usize + 300);
+    });
+}

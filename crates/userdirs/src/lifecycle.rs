@@ -236,6 +236,20 @@ impl Lifecycle {
         self.users.values()
     }
 
+    /// The users above `after` (all when `None`), by uid.
+    pub fn users_after(&self, after: Option<u32>) -> impl Iterator<Item = &User> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.users.range((from, Unbounded)).map(|(_, u)| u)
+    }
+
+    /// The sessions above `after` (all when `None`), by id.
+    pub fn sessions_after(&self, after: Option<SessionId>) -> impl Iterator<Item = &Session> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.sessions.range((from, Unbounded)).map(|(_, s)| s)
+    }
+
     pub fn session(&self, id: SessionId) -> Option<&Session> {
         self.sessions.get(&id)
     }
