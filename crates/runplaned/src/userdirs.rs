@@ -99,6 +99,10 @@ struct Inner {
     watchers: HashMap<u32, AbortHandle>,
     timers: HashMap<u32, AbortHandle>,
     events: UnboundedSender<Event>,
+    /// The users' mount options while a paged listing of `status.userdirs` goes on: read
+    /// from mountinfo for its first page and kept until its last, or until the mount table
+    /// changes (10,000 users take about 80 pages; mountinfo then has 10,000 lines).
+    listing: Option<(runplane_sys::mountinfo::Table, HashMap<u64, String>)>,
 }
 
 /// The capability as the daemon runs it: managing `/run/user`, or not (and why not).
@@ -153,6 +157,7 @@ impl Userdirs {
             watchers: HashMap::new(),
             timers: HashMap::new(),
             events,
+            listing: None,
         };
         if !inner.root.kernel_noswap() && inner.cfg.noswap {
             tracing::warn!(
@@ -523,7 +528,7 @@ impl Userdirs {
             };
             return (mgr, vec![], false);
         };
-        let i = m.lock().unwrap_or_else(|p| p.into_inner());
+        let mut i = m.lock().unwrap_or_else(|p| p.into_inner());
         let p = i.lc.policy();
         let mgr = UserdirsManager {
             root: i.cfg.root.display().to_string(),
@@ -622,11 +627,46 @@ async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, Error
 }
 
 impl Inner {
+    /// The mount options of the users' dirs by mount id, as the kernel shows them: fresh for
+    /// the first page of a listing (`after` is `None`), else as kept since then unless a mount
+    /// or unmount happened meanwhile.
+    fn refresh_listing(&mut self, first_page: bool) {
+        use runplane_sys::mountinfo::Table;
+        let fresh = match &self.listing {
+            Some((t, _)) if !first_page => t.changed().unwrap_or(true),
+            _ => true,
+        };
+        if fresh {
+            let table = match self.listing.take() {
+                Some((t, _)) => Ok(t),
+                None => Table::open(),
+            };
+            let ours: std::collections::HashSet<u64> =
+                self.lc.users().filter_map(|u| u.dir?.mount_id).collect();
+            self.listing = match table {
+                Ok(t) => {
+                    let _ = t.changed(); // what follows is read after this point
+                    let opts = t
+                        .read()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|m| ours.contains(&m.id))
+                        .map(|m| (m.id, format!("{},{}", m.mount_options, m.super_options)))
+                        .collect();
+                    Some((t, opts))
+                }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            };
+        }
+    }
+
     /// One page of `status.userdirs`: the caller's users (root: all) above uid `after`.
-    fn entries(&self, cred: Cred, after: Option<u32>) -> (Vec<UserdirStatus>, bool) {
-        let mounts = runplane_sys::mountinfo::read().unwrap_or_default();
-        let by_id: HashMap<u64, &runplane_sys::mountinfo::MountInfo> =
-            mounts.iter().map(|m| (m.id, m)).collect();
+    fn entries(&mut self, cred: Cred, after: Option<u32>) -> (Vec<UserdirStatus>, bool) {
+        self.refresh_listing(after.is_none());
+        let by_id = self.listing.as_ref().map(|(_, o)| o);
         let users = self
             .lc
             .users_after(after)
@@ -636,8 +676,7 @@ impl Inner {
                 let options = u
                     .dir
                     .and_then(|d| d.mount_id)
-                    .and_then(|id| by_id.get(&id))
-                    .map(|m| format!("{},{}", m.mount_options, m.super_options))
+                    .and_then(|id| by_id?.get(&id).cloned())
                     .unwrap_or_default();
                 let limited = !u.dir.is_some_and(|d| d.backend == Backend::FallbackDir);
                 UserdirStatus {
@@ -668,7 +707,11 @@ impl Inner {
                     },
                 }
             });
-        crate::page::page(users)
+        let (page, more) = crate::page::page(users);
+        if !more {
+            self.listing = None; // the listing is over: keep nothing
+        }
+        (page, more)
     }
 
     /// The account of a user in the table, by name or uid (exactly one given).

@@ -110,6 +110,55 @@ pub fn read() -> crate::Result<Vec<MountInfo>> {
     Ok(parse(&text))
 }
 
+/// An open `/proc/thread-self/mountinfo` that tells whether the mount table changed: the
+/// kernel marks the open file with `POLLPRI` on every mount and unmount in its namespace
+/// (proc(5)), so that a reader can keep what it parsed until then.
+#[derive(Debug)]
+pub struct Table {
+    fd: rustix::fd::OwnedFd,
+}
+
+const PATH: &str = "/proc/thread-self/mountinfo";
+
+impl Table {
+    pub fn open() -> crate::Result<Table> {
+        let fd = rustix::fs::open(
+            PATH,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| crate::Error::errno("open", PATH, e))?;
+        Ok(Table { fd })
+    }
+
+    /// The table as it is now.
+    pub fn read(&self) -> crate::Result<Vec<MountInfo>> {
+        let mut text = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = rustix::io::pread(&self.fd, &mut buf, text.len() as u64)
+                .map_err(|e| crate::Error::errno("read", PATH, e))?;
+            if n == 0 {
+                break;
+            }
+            text.extend_from_slice(&buf[..n]);
+        }
+        Ok(parse(&String::from_utf8_lossy(&text)))
+    }
+
+    /// Whether a mount or unmount happened since the file was opened or last asked.
+    pub fn changed(&self) -> crate::Result<bool> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let mut p = [PollFd::new(&self.fd, PollFlags::PRI)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let n = poll(&mut p, Some(&zero)).map_err(|e| crate::Error::errno("poll", PATH, e))?;
+        Ok(n > 0 && p[0].revents().intersects(PollFlags::PRI | PollFlags::ERR))
+    }
+}
+
 /// The line of mount `id`, if any.
 pub fn find(id: u64) -> crate::Result<Option<MountInfo>> {
     Ok(read()?.into_iter().find(|m| m.id == id))
@@ -148,5 +197,16 @@ mod tests {
         assert!(parse_line("x y").is_none());
         assert!(parse_line("1 2 3 / /x rw no-separator").is_none());
         assert!(!read().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_open_table_reads_like_the_file() {
+        let t = Table::open().unwrap();
+        let a: Vec<u64> = t.read().unwrap().iter().map(|m| m.id).collect();
+        let b: Vec<u64> = read().unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(a, b);
+        assert!(!a.is_empty());
+        let again: Vec<u64> = t.read().unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(again, a, "a second read starts from the top");
     }
 }

@@ -286,3 +286,26 @@ fn priv_a_journal_on_a_full_tmpfs_refuses_the_line_and_stays_whole() {
         assert_eq!(c.lines.len(), written);
     });
 }
+
+#[test]
+fn priv_an_open_mount_table_sees_mounts_and_unmounts() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let t = mountinfo::Table::open().unwrap();
+        assert!(!t.changed().unwrap(), "nothing happened yet");
+        let parent = Dir::open(&p.scratch).unwrap();
+        parent.mkdir("m", 0o755).unwrap();
+        mount_tmpfs_on(&parent, "m", &opts()).unwrap();
+        assert!(t.changed().unwrap(), "a mount marks the table");
+        assert!(!t.changed().unwrap(), "and asking clears the mark");
+        let id = parent
+            .open_dir("m", Resolve::STRICT)
+            .unwrap()
+            .mount_id()
+            .unwrap();
+        assert!(t.read().unwrap().iter().any(|m| m.id == id));
+        unmount_lazy(&parent, "m").unwrap();
+        assert!(t.changed().unwrap(), "an unmount too");
+        assert!(!t.read().unwrap().iter().any(|m| m.id == id));
+    });
+}
