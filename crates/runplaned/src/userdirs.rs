@@ -480,8 +480,7 @@ impl Userdirs {
             .collect())
     }
 
-    /// `linger_list`: the names in the linger directory.
-    /// `linger_list`: one page of the lingering users with names above `after`.
+    /// `linger_list`: one page of the names in the linger directory above `after`.
     pub fn linger_list(&self, after: Option<&str>) -> Result<Vec<LingerState>, ErrorReply> {
         let i = self.inner()?;
         let names = i.linger_names().map_err(|e| err(Code::EIO, e))?;
