@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::{Code, ErrorReply, Request, Response};
 
@@ -48,7 +49,7 @@ struct RawResponseRef<'a> {
     v: u32,
     id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    ok: Option<&'a Value>,
+    ok: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a ErrorReply>,
 }
@@ -167,13 +168,23 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
     .expect("request serializes")
 }
 
+/// An answer encoded once, as the daemon sends it: [`answer`] makes one from any typed value
+/// without building a [`Value`] tree on the way.
+pub type Answer = Box<RawValue>;
+
+/// Encodes a typed answer for [`encode_response`].
+pub fn answer<T: Serialize>(value: &T) -> Result<Answer, ErrorReply> {
+    serde_json::value::to_raw_value(value)
+        .map_err(|e| ErrorReply::new(Code::EIO, format!("unable to encode the answer: {e}")))
+}
+
 /// Encodes a response packet. An `ok` value that would exceed [`MAX_MESSAGE`] is replaced by
 /// an `E2BIG` error, so that the daemon never sends what a client cannot receive.
-pub fn encode_response(id: u64, result: &Result<Value, ErrorReply>) -> Vec<u8> {
+pub fn encode_response(id: u64, result: &Result<Answer, ErrorReply>) -> Vec<u8> {
     let raw = RawResponseRef {
         v: VERSION,
         id,
-        ok: result.as_ref().ok(),
+        ok: result.as_ref().ok().map(|a| &**a),
         error: result.as_ref().err(),
     };
     let out = serde_json::to_vec(&raw).expect("response serializes");
@@ -249,7 +260,10 @@ mod tests {
 
     #[test]
     fn response_bytes_are_exactly_as_documented() {
-        let ok = encode_response(1, &Ok(serde_json::json!({"version":"0.1.0","pid":4242})));
+        let ok = encode_response(
+            1,
+            &answer(&serde_json::json!({"version":"0.1.0","pid":4242})),
+        );
         assert_eq!(ok, br#"{"v":1,"id":1,"ok":{"version":"0.1.0","pid":4242}}"#);
         let err = encode_response(2, &Err(ErrorReply::new(Code::EPERM, "no")));
         assert_eq!(
@@ -374,7 +388,7 @@ mod tests {
     #[test]
     fn oversized_response_becomes_e2big() {
         let huge = serde_json::Value::String("x".repeat(MAX_MESSAGE));
-        let out = encode_response(9, &Ok(huge));
+        let out = encode_response(9, &answer(&huge));
         assert!(out.len() <= MAX_MESSAGE);
         let r = decode_response(&out).unwrap();
         assert_eq!((r.id, r.result.unwrap_err().code), (9, Code::E2BIG));

@@ -42,8 +42,8 @@ mod status;
 mod userdirs;
 
 pub use codec::{
-    MAX_MESSAGE, PAGE_BUDGET, VERSION, decode_request, decode_response, encode_request,
-    encode_response,
+    Answer, MAX_MESSAGE, PAGE_BUDGET, VERSION, answer, decode_request, decode_response,
+    encode_request, encode_response,
 };
 pub use error::{Code, ErrorReply};
 pub use status::{ConfigStatus, DaemonStatus, Mode, Pong, Status};

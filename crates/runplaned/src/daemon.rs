@@ -6,10 +6,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 
-use runplane_proto::{Code, ConfigStatus, DaemonStatus, ErrorReply, Pong, Request, Status};
+use runplane_proto::{
+    Answer, Code, ConfigStatus, DaemonStatus, ErrorReply, Pong, Request, Status, answer,
+};
 use runplane_sys::scm::Cred;
 
 use crate::Fatal;
@@ -151,28 +152,20 @@ impl Daemon {
     }
 
     /// Authorizes and carries out one request.
-    pub async fn dispatch(&self, req: &Request, cred: Cred) -> Result<Value, ErrorReply> {
-        let v = match req {
-            Request::Ping => serde_json::to_value(Pong {
+    pub async fn dispatch(&self, req: &Request, cred: Cred) -> Result<Answer, ErrorReply> {
+        match req {
+            Request::Ping => answer(&Pong {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 pid: self.pid,
             }),
-            Request::Status => serde_json::to_value(self.status(cred)),
-            Request::SessionOpen(a) => {
-                serde_json::to_value(self.userdirs.open(a.clone(), cred).await?)
-            }
-            Request::SessionClose(a) => serde_json::to_value(self.userdirs.close(a.id, cred)?),
-            Request::SessionList(a) => serde_json::to_value(self.userdirs.list(cred, a.after)?),
-            Request::Linger(a) => {
-                serde_json::to_value(self.userdirs.linger(a.clone(), cred).await?)
-            }
-            Request::LingerList(a) => {
-                serde_json::to_value(self.userdirs.linger_list(a.after.as_deref())?)
-            }
-            Request::Userdirs(a) => serde_json::to_value(self.userdirs.page(cred, a.after)),
-            Request::SessionIpc(a) => {
-                serde_json::to_value(self.userdirs.ipc(a.clone(), cred).await?)
-            }
+            Request::Status => answer(&self.status(cred)),
+            Request::SessionOpen(a) => answer(&self.userdirs.open(a.clone(), cred).await?),
+            Request::SessionClose(a) => answer(&self.userdirs.close(a.id, cred)?),
+            Request::SessionList(a) => answer(&self.userdirs.list(cred, a.after)?),
+            Request::Linger(a) => answer(&self.userdirs.linger(a.clone(), cred).await?),
+            Request::LingerList(a) => answer(&self.userdirs.linger_list(a.after.as_deref())?),
+            Request::Userdirs(a) => answer(&self.userdirs.page(cred, a.after)),
+            Request::SessionIpc(a) => answer(&self.userdirs.ipc(a.clone(), cred).await?),
             Request::Reload => {
                 if !self.may_administer(cred) {
                     return Err(ErrorReply::new(
@@ -189,10 +182,9 @@ impl Daemon {
                 ));
                 let r = self.reload();
                 readiness::notify("READY=1");
-                serde_json::to_value(r?)
+                answer(&r?)
             }
-        };
-        v.map_err(|e| ErrorReply::new(Code::EIO, format!("unable to encode the answer: {e}")))
+        }
     }
 }
 

@@ -67,8 +67,7 @@ mod tests {
         let all: Vec<String> = (0..20_000).map(|i| format!("{i:08}")).collect();
         let (p, more) = page(all.iter());
         assert!(more);
-        let answer =
-            runplane_proto::encode_response(u64::MAX, &Ok(serde_json::to_value(&p).unwrap()));
+        let answer = runplane_proto::encode_response(u64::MAX, &runplane_proto::answer(&p));
         assert!(answer.len() <= runplane_proto::MAX_MESSAGE);
         assert!(!String::from_utf8(answer).unwrap().contains("E2BIG"));
     }
