@@ -991,6 +991,9 @@ impl Inner {
         for p in loaded.problems {
             tracing::error!("userdirs records: {p}");
         }
+        if let Some(t) = loaded.torn {
+            tracing::warn!("userdirs records: {t}");
+        }
         let mut live: HashMap<SessionId, Process> = HashMap::new();
         let mut missing_dirs = Vec::new();
         let mut recs = Vec::new();

@@ -1127,3 +1127,50 @@ fn priv_status_and_lists_of_thousands_page_through_the_packet_limit() {
         assert_eq!(v.as_array().unwrap().len(), N as usize + 300);
     });
 }
+
+#[test]
+fn priv_a_journal_torn_by_a_crash_loses_only_the_unanswered_change() {
+    require_root!();
+    run_private(users_at(2100, 2), |p| {
+        let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+        let d = start(&cfg);
+        let a = sleeper();
+        let s = open(2100, a.id());
+        d.kill9();
+        // What a kill -9 in the middle of an append leaves: a line without its end.
+        let journal = "/run/runplane/users/records.log";
+        let whole = std::fs::read(journal).unwrap();
+        let mut torn = whole.clone();
+        let fragment = br#"{"set":{"version":1,"user":{"uid":2101,"gid":21"#;
+        torn.extend_from_slice(fragment);
+        std::fs::write(journal, &torn).unwrap();
+        let d = start(&cfg);
+        let st = status();
+        let uids: Vec<u32> = st.userdirs.iter().map(|u| u.uid).collect();
+        assert_eq!(
+            uids,
+            [2100],
+            "the answered session is back, the torn line is not"
+        );
+        assert_eq!(st.userdirs[0].sessions, [s.id]);
+        let log = d.log();
+        let said = format!(
+            "WARN userdirs records: {journal}: dropped a torn last line of {} bytes",
+            fragment.len()
+        );
+        assert!(log.contains(&said), "{log}");
+        // The journal was put right: whole lines only, and the daemon appends after them.
+        let now = std::fs::read(journal).unwrap();
+        assert_eq!(now.last(), Some(&b'\n'));
+        let s2 = open(2101, a.id());
+        drop(d);
+        let _d = start(&cfg);
+        let st = status();
+        assert_eq!(
+            st.userdirs.iter().map(|u| u.uid).collect::<Vec<_>>(),
+            [2100, 2101]
+        );
+        assert_eq!(st.userdirs[1].sessions, [s2.id]);
+        kill(a);
+    });
+}

@@ -55,12 +55,14 @@ enum Line {
     Delete(u32),
 }
 
-/// What [`Store::open`] read back: the live records by uid, and what could not be read (each
-/// problem names the file and line, and where a copy was kept).
+/// What [`Store::open`] read back: the live records by uid, what could not be read (each
+/// problem names the file and line, and where a copy was kept), and a torn last line dropped
+/// (expected after a `kill -9` in the middle of an append: a warning, not a problem).
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub records: Vec<Record>,
     pub problems: Vec<String>,
+    pub torn: Option<String>,
 }
 
 /// The `users` directory of the state directory and its journal.
@@ -133,20 +135,27 @@ impl Store {
                 Err(e) => problems.push(format!("{bad} unreadable line(s) skipped, and {e}")),
             }
         }
-        if contents.torn > 0 {
-            problems.push(format!(
+        let torn = (contents.torn > 0).then(|| {
+            format!(
                 "{}: dropped a torn last line of {} bytes (a write cut short; it was never answered)",
                 store.journal.path().display(),
                 contents.torn
-            ));
-        }
+            )
+        });
         let records: Vec<Record> = by_uid.into_values().collect();
         store.compact(records.iter().map(|r| (&r.user, r.sessions.clone())))?;
         // Folded into the journal: the older files can go.
         for name in legacy {
             let _ = store.dir.unlink(&name);
         }
-        Ok((store, Loaded { records, problems }))
+        Ok((
+            store,
+            Loaded {
+                records,
+                problems,
+                torn,
+            },
+        ))
     }
 
     /// Records of the older layout, one `<uid>.json` per user; an unreadable one is renamed
@@ -396,23 +405,20 @@ mod tests {
             [1000],
             "the bad line and the torn tail change nothing"
         );
-        assert_eq!(l.problems.len(), 3, "{:?}", l.problems);
+        assert_eq!(l.problems.len(), 2, "{:?}", l.problems);
         assert!(l.problems[0].contains("records.log:2:"), "{:?}", l.problems);
         assert!(
             l.problems[1].contains("records.log.corrupt"),
             "{:?}",
             l.problems
         );
-        assert!(
-            l.problems[2].contains("torn last line of 20 bytes"),
-            "{:?}",
-            l.problems
-        );
+        let torn = l.torn.unwrap();
+        assert!(torn.contains("torn last line of 20 bytes"), "{torn}");
         let kept = std::fs::read_to_string(t.path().join("users/records.log.corrupt")).unwrap();
         assert!(kept.contains("not json"), "{kept}");
         // Compacted: the next start reads cleanly.
         let (_, l) = Store::open(&state).unwrap();
-        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert!(l.problems.is_empty() && l.torn.is_none(), "{l:?}");
         assert_eq!(uids(&l), [1000]);
     }
 
