@@ -38,10 +38,19 @@ pub struct Journal {
 /// What [`Journal::open`] read back.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Contents {
-    /// The complete lines, in order, without their `\n`.
-    pub lines: Vec<Vec<u8>>,
+    /// The journal as read, complete lines only (each ends in `\n`).
+    pub data: Vec<u8>,
     /// Bytes of a torn last line that were dropped (0 when the journal ended cleanly).
     pub torn: usize,
+}
+
+impl Contents {
+    /// The complete lines, in order, without their `\n` (borrowed: a journal of some MiB is
+    /// not copied line by line).
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let body = self.data.strip_suffix(b"\n");
+        body.into_iter().flat_map(|b| b.split(|&c| c == b'\n'))
+    }
 }
 
 impl Journal {
@@ -98,13 +107,7 @@ impl Journal {
         if torn > 0 {
             fs::ftruncate(&fd, complete as u64).ctx("truncate", path.display())?;
         }
-        let lines = match complete {
-            0 => Vec::new(),
-            n => data[..n - 1]
-                .split(|&b| b == b'\n')
-                .map(<[u8]>::to_vec)
-                .collect(),
-        };
+        data.truncate(complete);
         Ok((
             Journal {
                 dir: dir.try_clone()?,
@@ -114,7 +117,7 @@ impl Journal {
                 mode,
                 durability,
             },
-            Contents { lines, torn },
+            Contents { data, torn },
         ))
     }
 
@@ -245,7 +248,7 @@ mod tests {
         j.append(b"three".to_vec()).unwrap();
         assert_eq!(j.len(), 11);
         let (_, c) = open(&d);
-        assert_eq!(c.lines, vec![b"one".to_vec(), vec![], b"three".to_vec()]);
+        assert_eq!(c.lines().collect::<Vec<_>>(), [&b"one"[..], b"", b"three"]);
         assert_eq!(c.torn, 0);
         let mode = std::fs::metadata(t.path().join("j"))
             .unwrap()
@@ -260,14 +263,14 @@ mod tests {
         let d = Dir::open(t.path()).unwrap();
         std::fs::write(t.path().join("j"), b"whole\n{\"half").unwrap();
         let (mut j, c) = open(&d);
-        assert_eq!(c.lines, vec![b"whole".to_vec()]);
+        assert_eq!(c.lines().collect::<Vec<_>>(), [b"whole"]);
         assert_eq!(c.torn, 6);
         j.append(b"next".to_vec()).unwrap();
         assert_eq!(std::fs::read(t.path().join("j")).unwrap(), b"whole\nnext\n");
         // Only a fragment, no complete line at all.
         std::fs::write(t.path().join("j"), b"frag").unwrap();
         let (j, c) = open(&d);
-        assert_eq!((c.lines.len(), c.torn, j.len()), (0, 4, 0));
+        assert_eq!((c.lines().count(), c.torn, j.len()), (0, 4, 0));
     }
 
     #[test]
@@ -286,15 +289,16 @@ mod tests {
         assert_eq!(j.len(), 3000 * 41);
         j.append(b"after".to_vec()).unwrap();
         let (_, c) = open(&d);
-        assert_eq!(c.lines.len(), 3001);
-        assert_eq!(c.lines[..3000], big[..]);
-        assert_eq!(c.lines[3000], b"after");
+        let lines: Vec<&[u8]> = c.lines().collect();
+        assert_eq!(lines.len(), 3001);
+        assert!(lines[..3000].iter().zip(&big).all(|(a, b)| a == b));
+        assert_eq!(lines[3000], b"after");
         assert!(!t.path().join("j.new").exists());
         let e = j.rewrite([b"a\nb".to_vec()]).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
         assert!(!t.path().join("j.new").exists());
         assert_eq!(
-            open(&d).1.lines.len(),
+            open(&d).1.lines().count(),
             3001,
             "a refused rewrite changes nothing"
         );
@@ -336,7 +340,7 @@ mod tests {
         j.rewrite([b"b".to_vec(), b"c".to_vec()]).unwrap();
         j.append(b"d".to_vec()).unwrap();
         let (_, c) = Journal::open(&d, "s", 0o640, Durability::Sync, 1 << 20).unwrap();
-        assert_eq!(c.lines, vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(c.lines().collect::<Vec<_>>(), [b"b", b"c", b"d"]);
         let mode = std::fs::metadata(t.path().join("s"))
             .unwrap()
             .permissions()

@@ -276,14 +276,14 @@ fn priv_a_journal_on_a_full_tmpfs_refuses_the_line_and_stays_whole() {
             "the fragment was rolled back"
         );
         let (_, c) = Journal::open(&d, "log", 0o600, Durability::Volatile, 1 << 20).unwrap();
-        assert_eq!((c.lines.len(), c.torn), (written, 0));
-        assert!(c.lines.iter().enumerate().all(|(i, l)| *l == line(i)));
+        assert_eq!((c.lines().count(), c.torn), (written, 0));
+        assert!(c.lines().enumerate().all(|(i, l)| l == line(i)));
         // A compaction that does not fit leaves the old journal in place, and no .new.
         let e = j.rewrite((0..written + 40).map(line)).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
         assert!(d.stat("log.new").unwrap().is_none());
         let (_, c) = Journal::open(&d, "log", 0o600, Durability::Volatile, 1 << 20).unwrap();
-        assert_eq!(c.lines.len(), written);
+        assert_eq!(c.lines().count(), written);
     });
 }
 

@@ -108,7 +108,7 @@ impl Store {
         let mut problems = Vec::new();
         let (mut by_uid, legacy) = store.load_legacy(&mut problems)?;
         let mut bad = 0;
-        for (n, raw) in contents.lines.iter().enumerate() {
+        for (n, raw) in contents.lines().enumerate() {
             match serde_json::from_slice::<Line>(raw) {
                 Ok(Line::Set(r)) => {
                     by_uid.insert(r.user.uid, r);
@@ -125,9 +125,7 @@ impl Store {
         if bad > 0 {
             // The unreadable lines are kept for inspection before the compaction drops them.
             let aside = format!("{JOURNAL}.corrupt");
-            let mut all = contents.lines.join(&b'\n');
-            all.push(b'\n');
-            match write_atomic_with(&store.dir, &aside, &all, 0o600, durability) {
+            match write_atomic_with(&store.dir, &aside, &contents.data, 0o600, durability) {
                 Ok(()) => problems.push(format!(
                     "{bad} unreadable line(s) skipped; the journal as it was is kept as {}",
                     store.dir.path().join(&aside).display()
