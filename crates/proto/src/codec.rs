@@ -15,13 +15,16 @@ pub const PAGE_BUDGET: usize = 48 << 10;
 /// The protocol version spoken here.
 pub const VERSION: u32 = 1;
 
+/// A request as it arrives: `op` and `args` borrowed from the packet, `args` parsed only by
+/// the operation that takes them (no intermediate `Value` tree).
 #[derive(Deserialize)]
-struct RawRequest {
+struct RawRequest<'a> {
     v: Option<u32>,
     id: Option<u64>,
-    op: Option<String>,
-    #[serde(default)]
-    args: Option<Value>,
+    #[serde(borrow)]
+    op: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    args: Option<&'a RawValue>,
 }
 
 #[derive(Serialize)]
@@ -54,31 +57,46 @@ struct RawResponseRef<'a> {
     error: Option<&'a ErrorReply>,
 }
 
-fn no_args(op: &str, args: &Option<Value>) -> Result<(), ErrorReply> {
+/// Whether `args` are absent: omitted, `null` or `{}`.
+fn absent(args: Option<&RawValue>) -> bool {
     match args {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Object(m)) if m.is_empty() => Ok(()),
-        Some(_) => Err(ErrorReply::new(
-            Code::EINVAL,
-            format!("operation '{op}' takes no arguments"),
-        )),
+        None => true,
+        Some(a) => {
+            let t = a.get().trim();
+            t == "null"
+                || serde_json::from_str::<serde_json::Map<String, Value>>(t)
+                    .is_ok_and(|m| m.is_empty())
+        }
     }
 }
 
-fn args<T: serde::de::DeserializeOwned>(op: &str, args: Option<Value>) -> Result<T, ErrorReply> {
-    let v = args.unwrap_or(Value::Object(Default::default()));
-    serde_json::from_value(v)
+fn no_args(op: &str, args: Option<&RawValue>) -> Result<(), ErrorReply> {
+    if absent(args) {
+        Ok(())
+    } else {
+        Err(ErrorReply::new(
+            Code::EINVAL,
+            format!("operation '{op}' takes no arguments"),
+        ))
+    }
+}
+
+fn args<T: serde::de::DeserializeOwned>(
+    op: &str,
+    args: Option<&RawValue>,
+) -> Result<T, ErrorReply> {
+    serde_json::from_str(args.map_or("{}", RawValue::get))
         .map_err(|e| ErrorReply::new(Code::EINVAL, format!("invalid arguments to '{op}': {e}")))
 }
 
 /// Arguments that may be omitted entirely (then `T::default()`).
 fn opt_args<T: serde::de::DeserializeOwned + Default>(
     op: &str,
-    a: Option<Value>,
+    a: Option<&RawValue>,
 ) -> Result<T, ErrorReply> {
     match a {
-        None | Some(Value::Null) => Ok(T::default()),
-        a => args(op, a),
+        Some(a) if a.get().trim() != "null" => args(op, Some(a)),
+        _ => Ok(T::default()),
     }
 }
 
@@ -97,7 +115,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<(u64, Request), (u64, ErrorReply)>
             ),
         ));
     }
-    let raw: RawRequest = serde_json::from_slice(bytes).map_err(|e| {
+    let raw: RawRequest<'_> = serde_json::from_slice(bytes).map_err(|e| {
         (
             0,
             ErrorReply::new(Code::EPROTO, format!("malformed request: {e}")),
@@ -134,18 +152,18 @@ pub fn decode_request(bytes: &[u8]) -> Result<(u64, Request), (u64, ErrorReply)>
             ErrorReply::new(Code::EPROTO, "malformed request: missing field `op`"),
         )
     })?;
-    let none = |req: Request| no_args(&op, &raw.args).map(|()| req);
-    let req = match op.as_str() {
+    let none = |req: Request| no_args(&op, raw.args).map(|()| req);
+    let req = match &*op {
         "ping" => none(Request::Ping),
         "status" => none(Request::Status),
         "reload" => none(Request::Reload),
-        "session_list" => opt_args(&op, raw.args.clone()).map(Request::SessionList),
-        "linger_list" => opt_args(&op, raw.args.clone()).map(Request::LingerList),
-        "userdirs" => opt_args(&op, raw.args.clone()).map(Request::Userdirs),
-        "session_open" => args(&op, raw.args.clone()).map(Request::SessionOpen),
-        "session_close" => args(&op, raw.args.clone()).map(Request::SessionClose),
-        "linger" => args(&op, raw.args.clone()).map(Request::Linger),
-        "session_ipc" => args(&op, raw.args.clone()).map(Request::SessionIpc),
+        "session_list" => opt_args(&op, raw.args).map(Request::SessionList),
+        "linger_list" => opt_args(&op, raw.args).map(Request::LingerList),
+        "userdirs" => opt_args(&op, raw.args).map(Request::Userdirs),
+        "session_open" => args(&op, raw.args).map(Request::SessionOpen),
+        "session_close" => args(&op, raw.args).map(Request::SessionClose),
+        "linger" => args(&op, raw.args).map(Request::Linger),
+        "session_ipc" => args(&op, raw.args).map(Request::SessionIpc),
         other => {
             let shown: String = other.chars().take(64).collect();
             return Err((
@@ -256,6 +274,27 @@ mod tests {
             decode_request(br#"{"v":1,"id":3,"op":"ping","trace":"x"}"#).unwrap(),
             (3, Request::Ping)
         );
+        // Absent arguments in every spelling; an op spelled with an escape is the same op.
+        for bytes in [
+            &br#"{"v":1,"id":8,"op":"ping","args":null}"#[..],
+            br#"{"v":1,"id":8,"op":"ping","args": { } }"#,
+            br#"{"v":1,"id":8,"op":"p\u0069ng"}"#,
+        ] {
+            assert_eq!(decode_request(bytes).unwrap(), (8, Request::Ping));
+        }
+        assert_eq!(
+            decode_request(br#"{"v":1,"id":9,"op":"session_list","args":null}"#).unwrap(),
+            (9, Request::SessionList(crate::After::default()))
+        );
+        for bad in [
+            &br#"{"v":1,"id":4,"op":"ping","args":[]}"#[..],
+            br#"{"v":1,"id":4,"op":"ping","args":7}"#,
+            br#"{"v":1,"id":4,"op":"session_close","args":"x"}"#,
+            br#"{"v":1,"id":4,"op":"session_close"}"#,
+        ] {
+            let (id, e) = decode_request(bad).unwrap_err();
+            assert_eq!((id, e.code), (4, Code::EINVAL), "{e:?}");
+        }
     }
 
     #[test]
