@@ -36,17 +36,7 @@ struct OutRequest<'a> {
     args: Option<Value>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct RawResponse {
-    v: u32,
-    id: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ok: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorReply>,
-}
-
-/// [`RawResponse`] as written: borrowing the answer, so that encoding never copies it.
+/// A response as written: borrowing the answer, so that encoding never copies it.
 #[derive(Serialize)]
 struct RawResponseRef<'a> {
     v: u32,
@@ -219,14 +209,35 @@ pub fn encode_response(id: u64, result: &Result<Answer, ErrorReply>) -> Vec<u8> 
     out
 }
 
+/// A response as it arrives, `ok` borrowed from the packet.
+#[derive(Deserialize)]
+struct RawResponseIn<'a> {
+    v: u32,
+    id: u64,
+    #[serde(default, borrow)]
+    ok: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<ErrorReply>,
+}
+
 /// Decodes a response packet.
 pub fn decode_response(bytes: &[u8]) -> Result<Response, ErrorReply> {
-    let raw: RawResponse = serde_json::from_slice(bytes).map_err(|e| {
+    let (id, result) = decode_response_as::<Value>(bytes)?;
+    Ok(Response { id, result })
+}
+
+/// Decodes a response packet whose `ok` value is a `T`, parsing it once from the packet: the
+/// request id, and the answer or the daemon's error.
+pub fn decode_response_as<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(u64, Result<T, ErrorReply>), ErrorReply> {
+    let malformed = |e: serde_json::Error| {
         ErrorReply::new(
             Code::EPROTO,
             format!("malformed response from the daemon: {e}"),
         )
-    })?;
+    };
+    let raw: RawResponseIn<'_> = serde_json::from_slice(bytes).map_err(malformed)?;
     if raw.v != VERSION {
         return Err(ErrorReply::new(
             Code::EPROTO,
@@ -237,9 +248,14 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, ErrorReply> {
         ));
     }
     let result = match (raw.ok, raw.error) {
-        (Some(v), None) => Ok(v),
+        (Some(v), None) => Ok(serde_json::from_str(v.get()).map_err(|e| {
+            ErrorReply::new(
+                Code::EPROTO,
+                format!("malformed reply from the daemon: {e}"),
+            )
+        })?),
         (None, Some(e)) => Err(e),
-        (None, None) => Ok(Value::Null),
+        (None, None) => Ok(serde_json::from_str("null").map_err(malformed)?),
         (Some(_), Some(_)) => {
             return Err(ErrorReply::new(
                 Code::EPROTO,
@@ -247,7 +263,7 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, ErrorReply> {
             ));
         }
     };
-    Ok(Response { id: raw.id, result })
+    Ok((raw.id, result))
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ mod userdirs;
 
 pub use codec::{
     Answer, MAX_MESSAGE, PAGE_BUDGET, VERSION, answer, decode_request, decode_response,
-    encode_request, encode_response,
+    decode_response_as, encode_request, encode_response,
 };
 pub use error::{Code, ErrorReply};
 pub use status::{ConfigStatus, DaemonStatus, Mode, Pong, Status};

@@ -10,7 +10,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use runplane_proto::{
     After, ConfigStatus, ErrorReply, MAX_MESSAGE, Pong, Request, Status, UserdirStatus,
-    decode_response, encode_request,
+    decode_response_as, encode_request,
 };
 use runplane_sys::scm::{self, Message};
 
@@ -197,28 +197,29 @@ impl Client {
 
     /// Sends `req` and returns the `ok` value of the answer.
     pub fn call(&mut self, req: &Request) -> Result<serde_json::Value, ClientError> {
+        self.typed(req)
+    }
+
+    /// Sends `req` and decodes the `ok` value of the answer as a `T`, in one pass.
+    fn typed<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let answer = self.call_raw(&encode_request(id, req))?;
-        let resp = decode_response(&answer).map_err(|e| ClientError::Protocol {
-            path: self.path.clone(),
-            message: e.message,
-        })?;
-        if resp.id != id && resp.id != 0 {
+        let (got, result) =
+            decode_response_as::<T>(&answer).map_err(|e| ClientError::Protocol {
+                path: self.path.clone(),
+                message: match e.message.strip_prefix("malformed reply from the daemon: ") {
+                    Some(why) => format!("malformed answer to '{}': {why}", req.op()),
+                    None => e.message,
+                },
+            })?;
+        if got != id && got != 0 {
             return Err(ClientError::Protocol {
                 path: self.path.clone(),
-                message: format!("answer to request {} arrived for request {id}", resp.id),
+                message: format!("answer to request {got} arrived for request {id}"),
             });
         }
-        resp.result.map_err(ClientError::Daemon)
-    }
-
-    fn typed<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
-        let v = self.call(req)?;
-        serde_json::from_value(v).map_err(|e| ClientError::Protocol {
-            path: self.path.clone(),
-            message: format!("malformed answer to '{}': {e}", req.op()),
-        })
+        result.map_err(ClientError::Daemon)
     }
 
     /// `ping`: the daemon's version and pid.
@@ -356,6 +357,67 @@ mod tests {
             ClientError::Daemon(ErrorReply::new(Code::EIO, "x")).exit_code(),
             111
         );
+    }
+
+    /// A fake daemon on a real SEQPACKET socket: answers each request with the next of
+    /// `answers` (its `{id}` replaced by the request's id), then closes.
+    fn fake_daemon(answers: Vec<&'static str>) -> (tempfile::TempDir, PathBuf) {
+        use rustix::net::{RecvFlags, SendFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control");
+        let l = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(&l, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+        rustix::net::listen(&l, 1).unwrap();
+        std::thread::spawn(move || {
+            let c = rustix::net::accept(&l).unwrap();
+            let mut buf = vec![0u8; 4096];
+            for a in answers {
+                let (n, _) = rustix::net::recv(&c, &mut buf, RecvFlags::empty()).unwrap();
+                let req: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+                let out = a.replace("{id}", &req["id"].to_string());
+                rustix::net::send(&c, out.as_bytes(), SendFlags::NOSIGNAL).unwrap();
+            }
+        });
+        (dir, path)
+    }
+
+    #[test]
+    fn answers_are_decoded_into_their_type_and_bad_ones_named() {
+        let (_d, path) = fake_daemon(vec![
+            r#"{"v":1,"id":{id},"ok":{"version":"9.9","pid":7}}"#,
+            r#"{"v":1,"id":{id},"ok":{"version":5}}"#,
+            r#"{"v":1,"id":{id},"error":{"code":"EPERM","errno":1,"message":"not you"}}"#,
+            r#"{"v":1,"id":4242,"ok":{"version":"9.9","pid":7}}"#,
+            r#"{"v":1,"id":{id},"ok":{"version":"9.9","pid":7}}"#,
+        ]);
+        let mut c = Client::connect(&path, Duration::from_secs(5)).unwrap();
+        let p = c.ping().unwrap();
+        assert_eq!((p.version.as_str(), p.pid), ("9.9", 7));
+        let e = c.ping().unwrap_err().to_string();
+        assert!(
+            e.contains("malformed answer to 'ping': invalid type"),
+            "{e}"
+        );
+        match c.ping().unwrap_err() {
+            ClientError::Daemon(e) => {
+                assert_eq!((e.code, e.message.as_str()), (Code::EPERM, "not you"))
+            }
+            e => panic!("{e}"),
+        }
+        let e = c.ping().unwrap_err().to_string();
+        assert!(
+            e.contains("answer to request 4242 arrived for request 4"),
+            "{e}"
+        );
+        // The raw view of the same kind of answer, as the command line prints it.
+        let v = c.call(&Request::Ping).unwrap();
+        assert_eq!(v, serde_json::json!({"version":"9.9","pid":7}));
     }
 
     #[test]
