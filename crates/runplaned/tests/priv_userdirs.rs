@@ -1125,6 +1125,25 @@ fn priv_status_and_lists_of_thousands_page_through_the_packet_limit() {
         assert!(out.status.success(), "{}", out.stderr);
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(v.as_array().unwrap().len(), N as usize + 300);
+        // An unprivileged user pages through the same lists and sees only itself.
+        let cli = runplane_testkit::bin("runplane");
+        let cli = cli.to_str().unwrap();
+        for (args, key) in [
+            (&["status", "--json"][..], "status"),
+            (&["session", "list", "--json"][..], "sessions"),
+        ] {
+            let out = as_user(41234, cli, args);
+            assert!(out.status.success(), "{}", out.stderr);
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            let list = if key == "status" { &v["userdirs"] } else { &v };
+            let uids: Vec<u64> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["uid"].as_u64().unwrap())
+                .collect();
+            assert_eq!(uids, [41234], "{key}");
+        }
     });
 }
 
