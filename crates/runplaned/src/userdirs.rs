@@ -827,7 +827,7 @@ impl Inner {
                 if !self.names.contains_key(&u.name) {
                     self.names.insert(u.name.clone(), uid);
                 }
-                if let Err(e) = self.store.save(u, self.lc.sessions_of(uid)) {
+                if let Err(e) = self.store.save(u, &self.lc.sessions_of(uid)) {
                     tracing::error!(uid, "{e}");
                 }
             }

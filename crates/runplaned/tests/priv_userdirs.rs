@@ -1049,29 +1049,15 @@ fn priv_status_and_lists_of_thousands_page_through_the_packet_limit() {
         let cfg = config(p, "size = \"64K\"\ninodes = 16\nlifetime = \"sessions\"\n");
         let _d = start(&cfg);
         // One leader for every session: the test itself (root may name any live leader).
-        let me = std::process::id() as i32;
-        let mut c = client();
+        let me = std::process::id();
         for uid in 40000..40000 + N {
-            c.session_open(SessionOpen {
-                user: None,
-                uid: Some(uid),
-                pid: Some(me),
-                allow_nested: None,
-                gid: None,
-            })
-            .unwrap();
+            open(uid, me);
         }
         // A user with more sessions than a status entry lists.
         for _ in 0..300 {
-            c.session_open(SessionOpen {
-                user: None,
-                uid: Some(40000),
-                pid: Some(me),
-                allow_nested: None,
-                gid: None,
-            })
-            .unwrap();
+            open(40000, me);
         }
+        let mut c = client();
         for i in (0..N).step_by(3) {
             c.linger(Linger {
                 user: Some(format!("u{i}")),
@@ -1158,8 +1144,7 @@ fn priv_a_journal_torn_by_a_crash_loses_only_the_unanswered_change() {
         d.kill9();
         // What a kill -9 in the middle of an append leaves: a line without its end.
         let journal = "/run/runplane/users/records.log";
-        let whole = std::fs::read(journal).unwrap();
-        let mut torn = whole.clone();
+        let mut torn = std::fs::read(journal).unwrap();
         let fragment = br#"{"set":{"version":1,"user":{"uid":2101,"gid":21"#;
         torn.extend_from_slice(fragment);
         std::fs::write(journal, &torn).unwrap();

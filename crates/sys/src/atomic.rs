@@ -7,6 +7,7 @@
 
 use std::ffi::{OsStr, OsString};
 
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{self, OFlags};
 
 use crate::dir::{Dir, Resolve, check_component};
@@ -56,11 +57,7 @@ pub fn write_atomic_with(
     )?;
     // The umask may have narrowed the mode; set it exactly.
     fs::fchmod(&fd, fs::Mode::from_raw_mode(mode)).ctx("change mode of", tmp_path.display())?;
-    let mut rest = data;
-    while !rest.is_empty() {
-        let n = rustix::io::write(&fd, rest).ctx("write", tmp_path.display())?;
-        rest = &rest[n..];
-    }
+    write_all(fd.as_fd(), data, &tmp_path.display())?;
     if durability == Durability::Sync {
         fs::fsync(&fd).ctx("fsync", tmp_path.display())?;
     }
@@ -83,23 +80,46 @@ pub fn read_file(dir: &Dir, name: impl AsRef<OsStr>, limit: usize) -> Result<Opt
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(e),
     };
+    read_to_end(fd.as_fd(), limit, &path.display()).map(Some)
+}
+
+/// Writes all of `data` at the file position of `fd`; `what` names it in errors.
+pub(crate) fn write_all(
+    fd: BorrowedFd<'_>,
+    mut data: &[u8],
+    what: &dyn std::fmt::Display,
+) -> Result<()> {
+    while !data.is_empty() {
+        let n = rustix::io::write(fd, data).ctx("write", what)?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// Reads `fd` from its start to its end (`pread`, so the file position does not matter and
+/// a seq_file of /proc restarts cleanly). More than `limit` bytes is an error (`EFBIG`), not
+/// a truncated read; `what` names the file in errors.
+pub(crate) fn read_to_end(
+    fd: BorrowedFd<'_>,
+    limit: usize,
+    what: &dyn std::fmt::Display,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
+    let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = rustix::io::read(&fd, &mut buf).ctx("read", path.display())?;
+        let n = rustix::io::pread(fd, &mut buf, out.len() as u64).ctx("read", what)?;
         if n == 0 {
-            break;
+            return Ok(out);
         }
         if out.len() + n > limit {
             return Err(crate::Error::errno(
                 "read (larger than its limit)",
-                path.display(),
+                what,
                 rustix::io::Errno::FBIG,
             ));
         }
         out.extend_from_slice(&buf[..n]);
     }
-    Ok(Some(out))
 }
 
 #[cfg(test)]

@@ -16,11 +16,11 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
-use rustix::fd::OwnedFd;
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self, OFlags};
 use rustix::io::Errno;
 
-use crate::atomic::Durability;
+use crate::atomic::{Durability, read_to_end, write_all};
 use crate::dir::{Dir, Resolve, check_component};
 use crate::error::{Context, Error, Result};
 
@@ -84,24 +84,7 @@ impl Journal {
                 Errno::FBIG,
             ));
         }
-        let mut data = Vec::with_capacity(st.st_size as usize);
-        let mut buf = vec![0u8; 64 << 10];
-        let mut at = 0u64;
-        loop {
-            let n = rustix::io::pread(&fd, &mut buf, at).ctx("read", path.display())?;
-            if n == 0 {
-                break;
-            }
-            if data.len() + n > limit {
-                return Err(Error::errno(
-                    "read (larger than its limit)",
-                    path.display(),
-                    Errno::FBIG,
-                ));
-            }
-            data.extend_from_slice(&buf[..n]);
-            at += n as u64;
-        }
+        let mut data = read_to_end(fd.as_fd(), limit, &path.display())?;
         let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let torn = data.len() - complete;
         if torn > 0 {
@@ -182,40 +165,37 @@ impl Journal {
             self.mode,
             Resolve::STRICT,
         )?;
-        fs::fchmod(&fd, fs::Mode::from_raw_mode(self.mode))
-            .ctx("change mode of", tmp_path.display())?;
-        let write_all = |mut b: &[u8]| -> Result<()> {
-            while !b.is_empty() {
-                let n = rustix::io::write(&fd, b).ctx("write", tmp_path.display())?;
-                b = &b[n..];
-            }
-            Ok(())
-        };
-        let mut buf = Vec::with_capacity(64 << 10);
-        let mut len = 0u64;
-        for mut line in lines {
-            if line.contains(&b'\n') {
-                let _ = self.dir.unlink(&tmp);
-                return Err(Error::errno("write", tmp_path.display(), Errno::INVAL));
-            }
-            line.push(b'\n');
-            len += line.len() as u64;
-            buf.extend_from_slice(&line);
-            if buf.len() >= 64 << 10 {
-                if let Err(e) = write_all(&buf) {
-                    let _ = self.dir.unlink(&tmp);
-                    return Err(e);
+        let written = (|| {
+            fs::fchmod(&fd, fs::Mode::from_raw_mode(self.mode))
+                .ctx("change mode of", tmp_path.display())?;
+            let mut buf = Vec::with_capacity(64 << 10);
+            let mut len = 0u64;
+            for mut line in lines {
+                if line.contains(&b'\n') {
+                    return Err(Error::errno("write", tmp_path.display(), Errno::INVAL));
                 }
-                buf.clear();
+                line.push(b'\n');
+                len += line.len() as u64;
+                buf.extend_from_slice(&line);
+                if buf.len() >= 64 << 10 {
+                    write_all(fd.as_fd(), &buf, &tmp_path.display())?;
+                    buf.clear();
+                }
             }
-        }
-        if let Err(e) = write_all(&buf) {
-            let _ = self.dir.unlink(&tmp);
-            return Err(e);
-        }
-        if self.durability == Durability::Sync {
-            fs::fsync(&fd).ctx("fsync", tmp_path.display())?;
-        }
+            write_all(fd.as_fd(), &buf, &tmp_path.display())?;
+            if self.durability == Durability::Sync {
+                fs::fsync(&fd).ctx("fsync", tmp_path.display())?;
+            }
+            Ok(len)
+        })();
+        let len = match written {
+            Ok(len) => len,
+            Err(e) => {
+                // The old journal stays; no half-written .new is left behind.
+                let _ = self.dir.unlink(&tmp);
+                return Err(e);
+            }
+        };
         self.dir.rename(&tmp, &self.name)?;
         if self.durability == Durability::Sync {
             fs::fsync(self.dir.fd()).ctx("fsync", self.dir.path().display())?;

@@ -105,9 +105,7 @@ pub fn parse(text: &str) -> Vec<MountInfo> {
 /// Reads and parses the calling thread's mountinfo (`/proc/thread-self/mountinfo`: a thread
 /// may have its own mount namespace, and `/proc/self` shows the thread-group leader's).
 pub fn read() -> crate::Result<Vec<MountInfo>> {
-    let text = std::fs::read_to_string("/proc/thread-self/mountinfo")
-        .map_err(|e| crate::Error::new("read", "/proc/thread-self/mountinfo", e))?;
-    Ok(parse(&text))
+    Table::open()?.read()
 }
 
 /// An open `/proc/thread-self/mountinfo` that tells whether the mount table changed: the
@@ -133,16 +131,8 @@ impl Table {
 
     /// The table as it is now.
     pub fn read(&self) -> crate::Result<Vec<MountInfo>> {
-        let mut text = Vec::new();
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            let n = rustix::io::pread(&self.fd, &mut buf, text.len() as u64)
-                .map_err(|e| crate::Error::errno("read", PATH, e))?;
-            if n == 0 {
-                break;
-            }
-            text.extend_from_slice(&buf[..n]);
-        }
+        use rustix::fd::AsFd;
+        let text = crate::atomic::read_to_end(self.fd.as_fd(), usize::MAX, &PATH)?;
         Ok(parse(&String::from_utf8_lossy(&text)))
     }
 

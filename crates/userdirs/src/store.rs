@@ -45,8 +45,8 @@ pub struct Record {
     pub sessions: Vec<Session>,
 }
 
-/// One line of the journal.
-#[derive(Debug, Serialize, Deserialize)]
+/// One line of the journal, as read.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Line {
     /// The user's record as it is now.
@@ -77,9 +77,30 @@ pub struct Store {
     live_bytes: u64,
 }
 
-fn encode(line: &Line) -> Vec<u8> {
+/// [`Line`] as written: borrowing the record, so that a change never copies the user.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum LineOut<'a> {
+    Set {
+        version: u32,
+        user: &'a User,
+        sessions: &'a [Session],
+    },
+    Delete(u32),
+}
+
+fn encode(line: &LineOut<'_>) -> Vec<u8> {
     // serde_json escapes control characters in strings: a line never contains '\n'.
     serde_json::to_vec(line).expect("a record serializes")
+}
+
+/// The line that sets `user`'s record.
+fn set_line(user: &User, sessions: &[Session]) -> Vec<u8> {
+    encode(&LineOut::Set {
+        version: 1,
+        user,
+        sessions,
+    })
 }
 
 impl Store {
@@ -225,12 +246,8 @@ impl Store {
     }
 
     /// Appends the user's record as it is now.
-    pub fn save(&mut self, user: &User, sessions: Vec<Session>) -> runplane_sys::Result<()> {
-        let line = encode(&Line::Set(Record {
-            version: 1,
-            user: user.clone(),
-            sessions,
-        }));
+    pub fn save(&mut self, user: &User, sessions: &[Session]) -> runplane_sys::Result<()> {
+        let line = set_line(user, sessions);
         let n = line.len() as u64 + 1;
         self.journal.append(line)?;
         let old = self.live.insert(user.uid, n).unwrap_or(0);
@@ -243,7 +260,7 @@ impl Store {
         let Some(old) = self.live.get(&uid).copied() else {
             return Ok(());
         };
-        self.journal.append(encode(&Line::Delete(uid)))?;
+        self.journal.append(encode(&LineOut::Delete(uid)))?;
         self.live.remove(&uid);
         self.live_bytes -= old;
         Ok(())
@@ -263,11 +280,7 @@ impl Store {
         let mut live = HashMap::new();
         let mut live_bytes = 0;
         let lines = records.into_iter().map(|(user, sessions)| {
-            let line = encode(&Line::Set(Record {
-                version: 1,
-                user: user.clone(),
-                sessions,
-            }));
+            let line = set_line(user, &sessions);
             let n = line.len() as u64 + 1;
             live.insert(user.uid, n);
             live_bytes += n;
@@ -328,11 +341,11 @@ mod tests {
         let state = Dir::open(t.path()).unwrap();
         let (mut s, l) = Store::open(&state).unwrap();
         assert!(l.records.is_empty() && l.problems.is_empty());
-        s.save(&user(1000), vec![session(7, 1000)]).unwrap();
-        s.save(&user(1001), vec![]).unwrap();
+        s.save(&user(1000), &[session(7, 1000)]).unwrap();
+        s.save(&user(1001), &[]).unwrap();
         let mut later = user(1000);
         later.phase = Phase::Lingering;
-        s.save(&later, vec![]).unwrap();
+        s.save(&later, &[]).unwrap();
         s.delete(1001).unwrap();
         s.delete(1001).unwrap(); // nothing to delete: no line
         s.delete(4242).unwrap();
@@ -361,11 +374,11 @@ mod tests {
         let state = Dir::open(t.path()).unwrap();
         let (mut s, _) = Store::open(&state).unwrap();
         for uid in 0..10 {
-            s.save(&user(uid), vec![session(1, uid)]).unwrap();
+            s.save(&user(uid), &[session(1, uid)]).unwrap();
         }
         let mut changes = 0;
         while !s.wants_compaction() {
-            s.save(&user(changes % 10), vec![session(2, changes % 10)])
+            s.save(&user(changes % 10), &[session(2, changes % 10)])
                 .unwrap();
             changes += 1;
             assert!(changes < 100_000);
@@ -391,7 +404,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let state = Dir::open(t.path()).unwrap();
         let (mut s, _) = Store::open(&state).unwrap();
-        s.save(&user(1000), vec![session(7, 1000)]).unwrap();
+        s.save(&user(1000), &[session(7, 1000)]).unwrap();
         drop(s);
         let log = t.path().join("users/records.log");
         let mut text = std::fs::read(&log).unwrap();
