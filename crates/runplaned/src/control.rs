@@ -1,19 +1,31 @@
 //! The control socket: an `AF_UNIX` `SOCK_SEQPACKET` listener (protocol: runplane-proto),
-//! one task per connection, every request authorized by the peer's `SO_PEERCRED`.
+//! every request authorized by the peer's `SO_PEERCRED`.
 //!
-//! Bounds: at most `daemon.max_clients` connections (one more is told `EBUSY` and closed),
-//! packets of at most `MAX_MESSAGE` bytes (a larger one is answered `E2BIG`, the connection
-//! stays), no fds accepted (`EINVAL`), an idle connection is closed after [`IDLE_TIMEOUT`], and a
-//! client that does not read its answers within [`SEND_TIMEOUT`] is dropped.
+//! Each connection is served on a thread of its own with blocking receives, not on the event
+//! loop: a thread asleep in `recvmsg` is woken by the kernel straight into the receive, where a
+//! readiness loop pays for the `epoll_wait` wakeup, the receive and a second receive that finds
+//! nothing; on the machines bench/run measures that costs as much as a round trip's half again
+//! (BENCHMARKS.md). The requests themselves run on these threads ([`Daemon::dispatch`], whose
+//! async parts such as NSS lookups run through the runtime's handle); the event loop keeps
+//! signals, timers, leader exits and refusals. [`KEEP_IDLE`] threads wait in `accept` (waking
+//! for nothing while idle); a thread that takes a connection while it is the last one waiting
+//! starts another first, and one that ends a connection with enough others waiting exits.
+//!
+//! Bounds: at most `daemon.max_clients` connections, each on one thread (one more is told
+//! `EBUSY` and closed, by the event loop), packets of at most `MAX_MESSAGE` bytes (a larger one
+//! is answered `E2BIG`, the connection stays), no fds accepted (`EINVAL`), an idle connection
+//! is closed after [`IDLE_TIMEOUT`], and a client that does not read its answers within
+//! [`SEND_TIMEOUT`] is dropped. Stopping waits up to [`STOP_WAIT`] for requests in progress to
+//! finish and lets none start after.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use runplane_proto::{Code, ErrorReply, MAX_MESSAGE, decode_request, encode_response};
@@ -28,11 +40,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKLOG: i32 = 128;
 
-/// A bound and listening control socket; [`Listener::remove`] unlinks its node if it is
-/// still the one we bound.
+/// A bound and listening control socket (blocking: [`Server`]'s threads wait in `accept`);
+/// [`Listener::remove`] unlinks its node if it is still the one we bound.
 #[derive(Debug)]
 pub struct Listener {
-    pub fd: AsyncFd<OwnedFd>,
+    fd: OwnedFd,
     pub path: PathBuf,
     parent: Dir,
     name: OsString,
@@ -87,7 +99,7 @@ pub fn bind(path: &Path, mode: Mode) -> Result<Listener, Fatal> {
     let fd = rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        SocketFlags::CLOEXEC,
         None,
     )
     .map_err(|e| Fatal::system(format!("unable to create the control socket: {e}")))?;
@@ -113,8 +125,6 @@ pub fn bind(path: &Path, mode: Mode) -> Result<Listener, Fatal> {
         .unwrap_or(0);
     rustix::net::listen(&fd, BACKLOG)
         .map_err(|e| Fatal::system(format!("unable to listen on {}: {e}", path.display())))?;
-    let fd = runplane_sys::asyncfd::register_with_interest(fd, Interest::READABLE)
-        .map_err(|e| Fatal::system(format!("unable to watch {}: {e}", path.display())))?;
     Ok(Listener {
         fd,
         path: path.to_owned(),
@@ -125,28 +135,8 @@ pub fn bind(path: &Path, mode: Mode) -> Result<Listener, Fatal> {
 }
 
 impl Listener {
-    /// Accepts one connection (non-blocking, close-on-exec) and returns it with its peer.
-    pub async fn accept(&self) -> std::io::Result<(OwnedFd, Cred)> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            match guard.try_io(|l| {
-                Ok(rustix::net::accept_with(
-                    l.get_ref(),
-                    SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-                )?)
-            }) {
-                Ok(Ok(conn)) => {
-                    let cred = scm::peer_cred(&conn).map_err(|e| e.into_io())?;
-                    return Ok((conn, cred));
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-
     /// Unlinks the socket node if it is still ours (same inode as bound).
-    pub fn remove(self) {
+    pub fn remove(&self) {
         match self.parent.stat(&self.name) {
             Ok(Some(st)) if st.st_ino == self.ino => {
                 if let Err(e) = self.parent.unlink(&self.name) {
@@ -181,81 +171,6 @@ async fn send(conn: &AsyncFd<OwnedFd>, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// Serves one connection until the peer closes it, goes idle, or stops reading.
-pub async fn serve(conn: OwnedFd, cred: Cred, daemon: Arc<Daemon>) {
-    let conn = match runplane_sys::asyncfd::register(conn) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(
-                "unable to watch a control connection of pid {}: {e}",
-                cred.pid
-            );
-            return;
-        }
-    };
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        let msg = match tokio::time::timeout(IDLE_TIMEOUT, recv(&conn, &mut buf)).await {
-            Err(_) => {
-                tracing::debug!("closing idle control connection of pid {}", cred.pid);
-                return;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!("control connection of pid {}: {e}", cred.pid);
-                return;
-            }
-            Ok(Ok(m)) => m,
-        };
-        let (id, result) = match msg {
-            Message::Data { len: 0, .. } => return,
-            Message::Data { fds, .. } if !fds.is_empty() => (
-                0,
-                Err(ErrorReply::new(
-                    Code::EINVAL,
-                    "file descriptors are not accepted on the control socket",
-                )),
-            ),
-            Message::Data { len, .. } => match decode_request(&buf[..len]) {
-                Ok((id, req)) => (id, daemon.dispatch(&req, cred).await),
-                Err((id, e)) => (id, Err(e)),
-            },
-            Message::TooLarge { size } => (
-                0,
-                Err(ErrorReply::new(
-                    Code::E2BIG,
-                    format!("request of {size} bytes exceeds the limit of {MAX_MESSAGE}"),
-                )),
-            ),
-            Message::TooManyFds => (
-                0,
-                Err(ErrorReply::new(
-                    Code::EINVAL,
-                    "file descriptors are not accepted on the control socket",
-                )),
-            ),
-        };
-        daemon.count_request();
-        if let Err(e) = &result {
-            tracing::debug!(uid = cred.uid, pid = cred.pid, code = ?e.code, "request refused: {}", e.message);
-        }
-        let out = encode_response(id, &result);
-        match tokio::time::timeout(SEND_TIMEOUT, send(&conn, &out)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!("control connection of pid {}: {e}", cred.pid);
-                return;
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "dropping control connection of pid {}: it does not read its answers",
-                    cred.pid
-                );
-                return;
-            }
-        }
-    }
-}
-
 /// Refusals answered at once (each waits up to [`REFUSE_WAIT`] for the request it answers);
 /// past this, connections over the limit are closed without an answer.
 pub const MAX_REFUSING: u32 = 64;
@@ -283,4 +198,286 @@ pub async fn refuse_busy(conn: OwnedFd, max: u32) {
         )),
     );
     let _ = tokio::time::timeout(REFUSE_WAIT, send(&conn, &out)).await;
+}
+
+/// Threads kept waiting in `accept` (see the module's documentation).
+pub const KEEP_IDLE: usize = 2;
+/// How long stopping waits for requests in progress.
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
+/// A serving thread's stack: requests need little (JSON nesting is bounded by serde_json's
+/// recursion limit of 128), and every connection costs one.
+const STACK_SIZE: usize = 512 * 1024;
+
+#[derive(Debug, Default)]
+struct Pool {
+    /// Threads waiting in `accept`.
+    idle: usize,
+    /// All serving threads.
+    threads: usize,
+}
+
+/// The serving threads of the control socket.
+#[derive(Debug)]
+pub struct Server {
+    listener: Listener,
+    daemon: Arc<Daemon>,
+    rt: tokio::runtime::Handle,
+    pool: Mutex<Pool>,
+    stopping: AtomicBool,
+    /// Held shared by every request in progress; taken exclusively to stop.
+    gate: RwLock<()>,
+}
+
+/// One connection's share of `daemon.clients`, released when dropped (also on a panic).
+struct ClientSlot(Arc<Daemon>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Server {
+    /// Starts serving `listener` with [`KEEP_IDLE`] threads waiting for connections. Must be
+    /// called inside the runtime whose handle the requests' async parts use.
+    pub fn start(listener: Listener, daemon: Arc<Daemon>) -> Result<Arc<Server>, Fatal> {
+        let server = Arc::new(Server {
+            listener,
+            daemon,
+            rt: tokio::runtime::Handle::current(),
+            pool: Mutex::new(Pool::default()),
+            stopping: AtomicBool::new(false),
+            gate: RwLock::new(()),
+        });
+        for _ in 0..KEEP_IDLE {
+            server.add_thread().map_err(|e| {
+                Fatal::system(format!(
+                    "unable to start a thread serving {}: {e}",
+                    server.listener.path.display()
+                ))
+            })?;
+        }
+        Ok(server)
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts one more thread waiting in `accept`.
+    fn add_thread(self: &Arc<Self>) -> std::io::Result<()> {
+        {
+            let mut p = self.pool();
+            p.idle += 1;
+            p.threads += 1;
+        }
+        let me = self.clone();
+        let r = std::thread::Builder::new()
+            .name("control".into())
+            .stack_size(STACK_SIZE)
+            .spawn(move || me.run());
+        if r.is_err() {
+            let mut p = self.pool();
+            p.idle -= 1;
+            p.threads -= 1;
+        }
+        r.map(drop)
+    }
+
+    /// A serving thread: takes connections and serves each to its end, until stopped or no
+    /// longer needed.
+    fn run(self: Arc<Self>) {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        loop {
+            let r = rustix::net::accept_with(&self.listener.fd, SocketFlags::CLOEXEC);
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            let conn = match r {
+                Ok(c) => c,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    // EMFILE and friends: log, back off briefly, keep serving.
+                    tracing::warn!("unable to accept on {}: {e}", self.listener.path.display());
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            // Busy now: if nobody else waits for connections, start one who does.
+            let last = {
+                let mut p = self.pool();
+                p.idle -= 1;
+                p.idle == 0
+            };
+            if last && let Err(e) = self.add_thread() {
+                tracing::warn!("unable to start another thread serving the control socket: {e}");
+            }
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.connection(conn, &mut buf)
+            }));
+            if served.is_err() {
+                tracing::error!("a control connection's thread panicked; the connection is closed");
+            }
+            let mut p = self.pool();
+            if p.idle >= KEEP_IDLE || self.stopping.load(Ordering::Acquire) {
+                p.threads -= 1;
+                return;
+            }
+            p.idle += 1;
+        }
+    }
+
+    /// Admits a connection (or has the event loop refuse it) and serves it.
+    fn connection(&self, conn: OwnedFd, buf: &mut [u8]) {
+        let cred = match scm::peer_cred(&conn) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("unable to read the credentials of a control connection: {e}");
+                return;
+            }
+        };
+        let d = &self.daemon;
+        let max = d.max_clients();
+        if d.clients.load(Ordering::Relaxed) >= max {
+            tracing::warn!(
+                pid = cred.pid,
+                uid = cred.uid,
+                "refusing a control connection: {max} clients already"
+            );
+            if d.refusing.fetch_add(1, Ordering::Relaxed) < MAX_REFUSING
+                && rustix::io::ioctl_fionbio(&conn, true).is_ok()
+            {
+                let d = d.clone();
+                self.rt.spawn(async move {
+                    refuse_busy(conn, max).await;
+                    d.refusing.fetch_sub(1, Ordering::Relaxed);
+                });
+            } else {
+                d.refusing.fetch_sub(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        d.clients.fetch_add(1, Ordering::Relaxed);
+        let _slot = ClientSlot(d.clone());
+        self.serve(&conn, cred, buf);
+    }
+
+    /// Serves one connection until the peer closes it, goes idle, stops reading, or the
+    /// daemon stops.
+    fn serve(&self, conn: &OwnedFd, cred: Cred, buf: &mut [u8]) {
+        use rustix::net::sockopt::{Timeout, set_socket_timeout};
+        for (kind, t) in [(Timeout::Recv, IDLE_TIMEOUT), (Timeout::Send, SEND_TIMEOUT)] {
+            if let Err(e) = set_socket_timeout(conn, kind, Some(t)) {
+                tracing::warn!(
+                    "unable to bound the control connection of pid {}: {e}",
+                    cred.pid
+                );
+                return;
+            }
+        }
+        loop {
+            let msg = match scm::recv(conn.as_fd(), buf, 0) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tracing::debug!("closing idle control connection of pid {}", cred.pid);
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!("control connection of pid {}: {e}", cred.pid);
+                    return;
+                }
+            };
+            // What the request logs waits until its answer is sent.
+            let held = crate::logging::hold();
+            let Some(out) = self.answer(msg, buf, cred) else {
+                return;
+            };
+            let sent = scm::send(conn.as_fd(), &out, &[], None);
+            drop(held);
+            match sent {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tracing::warn!(
+                        "dropping control connection of pid {}: it does not read its answers",
+                        cred.pid
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!("control connection of pid {}: {e}", cred.pid);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The answer to one received packet; `None` when the connection is to end (the peer
+    /// closed it, or the daemon is stopping).
+    fn answer(&self, msg: Message, buf: &[u8], cred: Cred) -> Option<Vec<u8>> {
+        let (id, result) = match msg {
+            Message::Data { len: 0, .. } => return None,
+            Message::Data { fds, .. } if !fds.is_empty() => (
+                0,
+                Err(ErrorReply::new(
+                    Code::EINVAL,
+                    "file descriptors are not accepted on the control socket",
+                )),
+            ),
+            Message::Data { len, .. } => match decode_request(&buf[..len]) {
+                Ok((id, req)) => {
+                    let _running = self.gate.read().unwrap_or_else(|p| p.into_inner());
+                    if self.stopping.load(Ordering::Acquire) {
+                        return None;
+                    }
+                    (id, self.rt.block_on(self.daemon.dispatch(&req, cred)))
+                }
+                Err((id, e)) => (id, Err(e)),
+            },
+            Message::TooLarge { size } => (
+                0,
+                Err(ErrorReply::new(
+                    Code::E2BIG,
+                    format!("request of {size} bytes exceeds the limit of {MAX_MESSAGE}"),
+                )),
+            ),
+            Message::TooManyFds => (
+                0,
+                Err(ErrorReply::new(
+                    Code::EINVAL,
+                    "file descriptors are not accepted on the control socket",
+                )),
+            ),
+        };
+        self.daemon.count_request();
+        if let Err(e) = &result {
+            tracing::debug!(uid = cred.uid, pid = cred.pid, code = ?e.code, "request refused: {}", e.message);
+        }
+        Some(encode_response(id, &result))
+    }
+
+    /// Stops serving: no connection is accepted and no request starts after this; requests
+    /// in progress are waited for up to [`STOP_WAIT`]. Then unlinks the socket node.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        // Wakes every thread waiting in accept (EINVAL), which then sees `stopping`.
+        if let Err(e) = rustix::net::shutdown(&self.listener.fd, rustix::net::Shutdown::Read) {
+            tracing::warn!("unable to shut {} down: {e}", self.listener.path.display());
+        }
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        loop {
+            if self.gate.try_write().is_ok() {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "stopping with requests still in progress after {}s",
+                    STOP_WAIT.as_secs()
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.listener.remove();
+    }
 }

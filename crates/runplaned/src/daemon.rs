@@ -48,9 +48,9 @@ pub struct Daemon {
     control: PathBuf,
     state: PathBuf,
     loaded: Mutex<Loaded>,
-    clients: AtomicU32,
+    pub(crate) clients: AtomicU32,
     /// Connections over the limit being answered EBUSY (bounded by MAX_REFUSING).
-    refusing: AtomicU32,
+    pub(crate) refusing: AtomicU32,
     requests: AtomicU64,
     userdirs: Userdirs,
 }
@@ -75,7 +75,7 @@ impl Daemon {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn max_clients(&self) -> u32 {
+    pub(crate) fn max_clients(&self) -> u32 {
         self.loaded().config.daemon.max_clients
     }
 
@@ -188,15 +188,6 @@ impl Daemon {
     }
 }
 
-/// One connection's share of `daemon.clients`, released when dropped (also on a panic).
-struct ClientSlot(Arc<Daemon>);
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// The userdirs capability: managed in system mode unless another manager runs (and no
 /// `--force`) or `/run/user` is unsafe; each refusal is logged and shown in status.
 fn start_userdirs(
@@ -281,6 +272,7 @@ pub async fn run(setup: Setup, config: Config, config_path: Option<PathBuf>) -> 
         requests: AtomicU64::new(0),
         userdirs,
     });
+    let server = control::Server::start(listener, daemon.clone())?;
     tracing::info!(
         mode = if mode == runplane_proto::Mode::System { "system" } else { "user" },
         config = %config_path.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
@@ -308,40 +300,10 @@ pub async fn run(setup: Setup, config: Config, config_path: Option<PathBuf>) -> 
                 let _ = daemon.reload();
                 readiness::notify("READY=1");
             }
-            r = listener.accept() => match r {
-                Ok((conn, cred)) => {
-                    let max = daemon.max_clients();
-                    if daemon.clients.load(Ordering::Relaxed) >= max {
-                        tracing::warn!(pid = cred.pid, uid = cred.uid, "refusing a control connection: {max} clients already");
-                        if daemon.refusing.fetch_add(1, Ordering::Relaxed) < control::MAX_REFUSING {
-                            let d = daemon.clone();
-                            tokio::spawn(async move {
-                                control::refuse_busy(conn, max).await;
-                                d.refusing.fetch_sub(1, Ordering::Relaxed);
-                            });
-                        } else {
-                            daemon.refusing.fetch_sub(1, Ordering::Relaxed);
-                        }
-                        continue;
-                    }
-                    daemon.clients.fetch_add(1, Ordering::Relaxed);
-                    let slot = ClientSlot(daemon.clone());
-                    tokio::spawn(async move {
-                        // The slot is released on drop, even if serving panics.
-                        control::serve(conn, cred, slot.0.clone()).await;
-                        drop(slot);
-                    });
-                }
-                Err(e) => {
-                    // EMFILE and friends: log, back off briefly, keep serving.
-                    tracing::warn!("unable to accept on {}: {e}", control_path.display());
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            },
         }
     }
     readiness::notify("STOPPING=1");
-    listener.remove();
+    server.stop();
     state.close();
     tracing::info!("stopped");
     Ok(())

@@ -47,3 +47,92 @@ pub fn init() {
         .with_ansi(false)
         .try_init();
 }
+
+/// The most log events one [`Held`] keeps back; more are logged at once.
+const MAX_HELD: usize = 64;
+
+type Event = Box<dyn FnOnce()>;
+
+thread_local! {
+    static HELD: std::cell::RefCell<Option<Vec<Event>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, what this thread logs through [`later`] is held back; dropping it logs it, in
+/// order. The control socket's threads hold the events of a request until its answer is sent:
+/// a login waits for its runtime dir, not for a line about it to be formatted and written.
+#[derive(Debug)]
+pub struct Held {
+    /// Bound to the thread whose events it holds.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+/// Starts holding this thread's [`later`] events back.
+pub fn hold() -> Held {
+    HELD.with(|h| *h.borrow_mut() = Some(Vec::new()));
+    Held {
+        _thread: std::marker::PhantomData,
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let events = HELD.with(|h| h.borrow_mut().take());
+        for log in events.into_iter().flatten() {
+            log();
+        }
+    }
+}
+
+/// Logs through `log` now, or when this thread's [`Held`] is dropped.
+pub fn later(log: impl FnOnce() + 'static) {
+    let mut log = Some(log);
+    HELD.with(|h| {
+        if let Some(q) = h.borrow_mut().as_mut()
+            && q.len() < MAX_HELD
+            && let Some(l) = log.take()
+        {
+            q.push(Box::new(l));
+        }
+    });
+    if let Some(l) = log {
+        l();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn later_runs_at_once_unless_held_and_in_order_when_released() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = |n: u32| {
+            let seen = seen.clone();
+            move || seen.lock().unwrap().push(n)
+        };
+        later(log(1));
+        assert_eq!(*seen.lock().unwrap(), [1]);
+        let held = hold();
+        later(log(2));
+        later(log(3));
+        assert_eq!(*seen.lock().unwrap(), [1]);
+        drop(held);
+        assert_eq!(*seen.lock().unwrap(), [1, 2, 3]);
+        later(log(4));
+        assert_eq!(*seen.lock().unwrap(), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_hold_keeps_back_at_most_max_held_events() {
+        let seen = Arc::new(Mutex::new(0usize));
+        let held = hold();
+        for _ in 0..MAX_HELD + 5 {
+            let seen = seen.clone();
+            later(move || *seen.lock().unwrap() += 1);
+        }
+        assert_eq!(*seen.lock().unwrap(), 5);
+        drop(held);
+        assert_eq!(*seen.lock().unwrap(), MAX_HELD + 5);
+    }
+}

@@ -781,14 +781,18 @@ impl Inner {
                         if let Some(n) = note {
                             tracing::warn!(uid, "{n}");
                         }
-                        tracing::info!(
-                            uid,
-                            backend = backend_name(info.backend),
-                            size,
-                            inodes,
-                            "created {}",
-                            self.root.user_path(uid).display()
-                        );
+                        let (backend, path) =
+                            (backend_name(info.backend), self.root.user_path(uid));
+                        crate::logging::later(move || {
+                            tracing::info!(
+                                uid,
+                                backend,
+                                size,
+                                inodes,
+                                "created {}",
+                                path.display()
+                            );
+                        });
                         queue.extend(self.lc.created(uid, info));
                     }
                     Err(e) => {

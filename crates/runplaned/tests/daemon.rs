@@ -464,3 +464,96 @@ fn user_mode_lives_in_the_runtime_dir_and_refuses_a_bad_one() {
         out.stderr
     );
 }
+
+/// The daemon's thread count, from /proc.
+fn threads(pid: i32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn concurrent_clients_are_served_at_once_and_their_threads_end_with_them() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "");
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    let sock = t.path().join("ctl/control");
+    Client::connect(&sock, Duration::from_secs(5))
+        .unwrap()
+        .ping()
+        .unwrap();
+    let idle = threads(d.pid());
+    // 24 clients connected together, each waiting for all others to be connected before it
+    // asks: every connection is served while the others stay open (no head-of-line wait).
+    let n = 24;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n + 1));
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let sock = sock.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&sock, Duration::from_secs(5)).unwrap();
+                c.ping().unwrap();
+                barrier.wait();
+                for _ in 0..50 {
+                    c.ping().unwrap();
+                }
+                barrier.wait();
+            })
+        })
+        .collect();
+    barrier.wait();
+    let busy = threads(d.pid());
+    assert!(
+        busy >= idle + n - 2,
+        "{busy} threads serving {n} clients ({idle} idle)"
+    );
+    barrier.wait();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let st = Client::connect(&sock, Duration::from_secs(5))
+        .unwrap()
+        .status()
+        .unwrap();
+    assert!(
+        st.daemon.requests > (n * 51) as u64,
+        "{}",
+        st.daemon.requests
+    );
+    // The connections are gone: so are their threads, down to those kept waiting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while threads(d.pid()) > idle {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} threads left after the clients closed ({idle} before)",
+            threads(d.pid())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(d.stop(), ExitStatus::Exited(0));
+}
+
+#[test]
+fn stops_at_once_with_idle_connections_open() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "");
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    let sock = t.path().join("ctl/control");
+    let mut open: Vec<_> = (0..5)
+        .map(|_| Client::connect(&sock, Duration::from_secs(5)).unwrap())
+        .collect();
+    for c in &mut open {
+        c.ping().unwrap();
+    }
+    let t0 = std::time::Instant::now();
+    assert_eq!(d.stop(), ExitStatus::Exited(0));
+    // Well below the idle timeout (60 s) and the wait for requests in progress (5 s).
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    // The connections end with the daemon: a request gets an error, not a hang.
+    assert!(open[0].ping().is_err());
+    assert!(!sock.exists(), "the socket node outlived the daemon");
+}
