@@ -81,6 +81,8 @@ pub struct Client {
     path: PathBuf,
     next_id: u64,
     timeout: Duration,
+    /// The receive buffer, made on the first request and kept for the next ones.
+    buf: Vec<u8>,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -121,6 +123,7 @@ impl Client {
             path,
             next_id: 1,
             timeout,
+            buf: Vec::new(),
         })
     }
 
@@ -149,6 +152,11 @@ impl Client {
     /// Sends raw bytes as one packet and returns the raw answer: for tests of the daemon's
     /// handling of malformed input.
     pub fn call_raw(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.exchange(bytes).map(<[u8]>::to_vec)
+    }
+
+    /// Sends one packet and receives the answer into the client's buffer.
+    fn exchange(&mut self, bytes: &[u8]) -> Result<&[u8], ClientError> {
         match scm::send(self.fd.as_fd(), bytes, &[], None) {
             Ok(_) => {}
             Err(e) if would_block(&e) => {
@@ -165,16 +173,15 @@ impl Client {
                 });
             }
         }
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        match scm::recv(self.fd.as_fd(), &mut buf, 0) {
+        if self.buf.len() < MAX_MESSAGE {
+            self.buf = vec![0u8; MAX_MESSAGE];
+        }
+        match scm::recv(self.fd.as_fd(), &mut self.buf, 0) {
             Ok(Message::Data { len: 0, .. }) => Err(ClientError::Protocol {
                 path: self.path.clone(),
                 message: "the daemon closed the connection".into(),
             }),
-            Ok(Message::Data { len, .. }) => {
-                buf.truncate(len);
-                Ok(buf)
-            }
+            Ok(Message::Data { len, .. }) => Ok(&self.buf[..len]),
             Ok(Message::TooLarge { size }) => Err(ClientError::Protocol {
                 path: self.path.clone(),
                 message: format!("answer of {size} bytes exceeds the limit of {MAX_MESSAGE}"),
@@ -204,15 +211,14 @@ impl Client {
     fn typed<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let answer = self.call_raw(&encode_request(id, req))?;
-        let (got, result) =
-            decode_response_as::<T>(&answer).map_err(|e| ClientError::Protocol {
-                path: self.path.clone(),
-                message: match e.message.strip_prefix("malformed reply from the daemon: ") {
-                    Some(why) => format!("malformed answer to '{}': {why}", req.op()),
-                    None => e.message,
-                },
-            })?;
+        let decoded = decode_response_as::<T>(self.exchange(&encode_request(id, req))?);
+        let (got, result) = decoded.map_err(|e| ClientError::Protocol {
+            path: self.path.clone(),
+            message: match e.message.strip_prefix("malformed reply from the daemon: ") {
+                Some(why) => format!("malformed answer to '{}': {why}", req.op()),
+                None => e.message,
+            },
+        })?;
         if got != id && got != 0 {
             return Err(ClientError::Protocol {
                 path: self.path.clone(),

@@ -82,16 +82,35 @@ impl TmpfsOptions {
         p
     }
 
-    /// The options as one `-o` string: `mode=0700,uid=1000,gid=1000,size=...,noswap`.
+    /// The options as one `-o` string: `mode=0700,uid=1000,gid=1000,size=...,noswap` (the
+    /// pairs of [`TmpfsOptions::params`] joined with `,`). Written into one buffer: this is on
+    /// the path of every first login.
     pub fn data(&self) -> String {
-        self.params()
-            .into_iter()
-            .map(|(k, v)| match v {
-                Some(v) => format!("{k}={v}"),
-                None => k.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(",")
+        use std::fmt::Write;
+        let mut s = String::with_capacity(128);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            s,
+            "mode={:04o},uid={},gid={}",
+            self.mode & 0o7777,
+            self.uid,
+            self.gid
+        );
+        if let Some(v) = self.size {
+            let _ = write!(s, ",size={v}");
+        }
+        if let Some(v) = self.nr_inodes {
+            let _ = write!(s, ",nr_inodes={v}");
+        }
+        for (k, v) in [("huge", &self.huge), ("mpol", &self.mpol)] {
+            if let Some(v) = v {
+                let _ = write!(s, ",{k}={v}");
+            }
+        }
+        if self.noswap {
+            s.push_str(",noswap");
+        }
+        s
     }
 
     fn attrs(&self) -> MountAttrFlags {
@@ -252,5 +271,29 @@ mod tests {
             "mode=0700,uid=1000,gid=100,size=1048576,nr_inodes=64,huge=within_size,noswap"
         );
         assert_eq!(TmpfsOptions::default().data(), "mode=0755,uid=0,gid=0");
+    }
+
+    #[test]
+    fn data_string_is_the_params_joined() {
+        let all = TmpfsOptions {
+            size: Some(4096),
+            nr_inodes: Some(1),
+            mode: 0o1777,
+            uid: u32::MAX,
+            gid: 0,
+            noswap: true,
+            huge: Some("always".into()),
+            mpol: Some("bind:0".into()),
+            ..Default::default()
+        };
+        for o in [TmpfsOptions::default(), all] {
+            let joined = o
+                .params()
+                .into_iter()
+                .map(|(k, v)| v.map_or_else(|| k.to_owned(), |v| format!("{k}={v}")))
+                .collect::<Vec<_>>()
+                .join(",");
+            assert_eq!(o.data(), joined);
+        }
     }
 }

@@ -90,8 +90,11 @@ enum LineOut<'a> {
 }
 
 fn encode(line: &LineOut<'_>) -> Vec<u8> {
+    // Room for a user with a few sessions and the newline, without growing on the way.
+    let mut v = Vec::with_capacity(512);
     // serde_json escapes control characters in strings: a line never contains '\n'.
-    serde_json::to_vec(line).expect("a record serializes")
+    serde_json::to_writer(&mut v, line).expect("a record serializes");
+    v
 }
 
 /// The line that sets `user`'s record.
