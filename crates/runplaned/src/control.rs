@@ -2,14 +2,19 @@
 //! every request authorized by the peer's `SO_PEERCRED`.
 //!
 //! Each connection is served on a thread of its own with blocking receives, not on the event
-//! loop: a thread asleep in `recvmsg` is woken by the kernel straight into the receive, where a
-//! readiness loop pays for the `epoll_wait` wakeup, the receive and a second receive that finds
-//! nothing; on the machines bench/run measures that costs as much as a round trip's half again
-//! (BENCHMARKS.md). The requests themselves run on these threads ([`Daemon::dispatch`], whose
-//! async parts such as NSS lookups run through the runtime's handle); the event loop keeps
-//! signals, timers, leader exits and refusals. [`KEEP_IDLE`] threads wait in `accept` (waking
-//! for nothing while idle); a thread that takes a connection while it is the last one waiting
-//! starts another first, and one that ends a connection with enough others waiting exits.
+//! loop. A thread asleep in `recvmsg` is woken by the kernel straight into the receive, and
+//! only for data: an event loop pays for the `epoll_wait` return and a receive that finds
+//! nothing, and tokio registers an `AsyncFd` for writability too, so each time a client read
+//! an answer its freed send buffer made the daemon's socket writable and the kernel woke the
+//! loop from inside the client's `recvmsg` (a cross-CPU wakeup on the client's path, and one
+//! for nothing in the daemon). `bench/c/readiness.c` measures the three ways of waiting; on
+//! the machines bench/run measures, the event loop made a ping 1.46x a C server's round trip,
+//! these threads 1.08x (BENCHMARKS.md). The requests run on these threads
+//! ([`Daemon::dispatch`], whose async parts such as NSS lookups run through the runtime's
+//! handle); the event loop keeps signals, timers, leader exits and refusals. [`KEEP_IDLE`]
+//! threads wait in `accept` (waking for nothing while idle); a thread that takes a
+//! connection while it is the last one waiting starts another first, and one that ends a
+//! connection with enough others waiting exits. A connection costs its thread about 30 KiB.
 //!
 //! Bounds: at most `daemon.max_clients` connections, each on one thread (one more is told
 //! `EBUSY` and closed, by the event loop), packets of at most `MAX_MESSAGE` bytes (a larger one
