@@ -1,7 +1,9 @@
 //! runplane's side of `bench/run`. Each mode prints `p50_us p99_us mean_us` on one line, the
 //! same shape as the C reference programs, so that bench/run can put them side by side.
 //!
-//! - `control SOCKET N`: N `ping` round trips through the library client on one connection.
+//! - `control SOCKET N OPFLOOR DIR`: N `ping` round trips through the library client on one
+//!   connection, each followed by a bare 1-byte round trip to the C server OPFLOOR (working
+//!   in DIR; it mounts nothing for these): prints `ping` and `floor_ping`.
 //! - `spawn N TOUCH_MIB PROGRAM`: N spawn+wait of PROGRAM with `runplane_sys::spawn`, from a
 //!   process that first touched TOUCH_MIB MiB (the primitive must not slow down as the
 //!   daemon grows, which is what fork does).
@@ -35,7 +37,7 @@ fn summary(mut t: Vec<f64>) -> String {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: runplane-bench control SOCKET N | spawn N TOUCH_MIB PROGRAM | userdirs SOCKET DAEMON_PID FIRST_UID USERS FURTHER IDLE_SECS OPFLOOR FLOOR_DIR"
+        "usage: runplane-bench control SOCKET N OPFLOOR DIR | spawn N TOUCH_MIB PROGRAM | userdirs SOCKET DAEMON_PID FIRST_UID USERS FURTHER IDLE_SECS OPFLOOR FLOOR_DIR"
     );
     std::process::exit(100);
 }
@@ -56,18 +58,27 @@ fn main() {
         Some("control") => {
             let sock = args.get(2).unwrap_or_else(|| usage());
             let n = num(3);
+            let floor = Floor::start(
+                args.get(4).unwrap_or_else(|| usage()),
+                args.get(5).unwrap_or_else(|| usage()),
+                0,
+            );
             let mut c = runplane::Client::connect(sock, Duration::from_secs(5))
                 .unwrap_or_else(|e| fatal(e));
             for _ in 0..n.min(1000) {
                 c.ping().unwrap_or_else(|e| fatal(e)); // warm up
+                floor.request(b'p');
             }
-            let mut t = Vec::with_capacity(n);
+            let (mut t, mut f) = (Vec::with_capacity(n), Vec::with_capacity(n));
             for _ in 0..n {
                 let t0 = Instant::now();
                 c.ping().unwrap_or_else(|e| fatal(e));
                 t.push(t0.elapsed().as_secs_f64() * 1e6);
+                f.push(floor.request(b'p'));
             }
-            println!("{}", summary(t));
+            floor.stop();
+            println!("ping {}", summary(t));
+            println!("floor_ping {}", summary(f));
         }
         Some("spawn") => {
             let n = num(2);

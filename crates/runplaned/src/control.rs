@@ -398,7 +398,14 @@ impl Server {
             let Some(out) = self.answer(msg, buf, cred) else {
                 return;
             };
-            let sent = scm::send(conn.as_fd(), &out, &[], None);
+            // A signal (SIGHUP) interrupts a send waiting for room: a packet goes whole or
+            // not at all, so it is sent again.
+            let sent = loop {
+                match scm::send(conn.as_fd(), &out, &[], None) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
             drop(held);
             match sent {
                 Ok(_) => {}
