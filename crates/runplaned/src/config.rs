@@ -6,6 +6,7 @@
 //! control = "/run/runplane/control"   # the control socket
 //! state = "/run/runplane"             # volatile state: lock, pid file, per-capability state
 //! max_clients = 256                   # concurrent control connections (1..=4096)
+//! max_clients_per_uid = 32            # of them, held by one uid but root's and the daemon's
 //! ```
 //!
 //! Unknown sections and keys are errors: a typo must not silently mean "default".
@@ -34,6 +35,7 @@ pub struct DaemonConfig {
     pub control: PathBuf,
     pub state: PathBuf,
     pub max_clients: u32,
+    pub max_clients_per_uid: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +53,7 @@ struct RawDaemon {
     control: Option<PathBuf>,
     state: Option<PathBuf>,
     max_clients: Option<u32>,
+    max_clients_per_uid: Option<u32>,
 }
 
 /// Where things live by default in each mode.
@@ -116,6 +119,7 @@ impl Config {
                 control: d.control.clone(),
                 state: d.state.clone(),
                 max_clients: 256,
+                max_clients_per_uid: 32,
             },
             userdirs: UserdirsConfig::default(),
         }
@@ -168,14 +172,27 @@ impl Config {
                 message,
             }
         })?;
-        if let Some(n) = raw.daemon.max_clients {
-            if !(1..=4096).contains(&n) {
-                return Err(err(
-                    "max_clients",
-                    format!("daemon.max_clients must be between 1 and 4096, not {n}"),
-                ));
+        for (key, value, slot) in [
+            (
+                "max_clients",
+                raw.daemon.max_clients,
+                &mut c.daemon.max_clients,
+            ),
+            (
+                "max_clients_per_uid",
+                raw.daemon.max_clients_per_uid,
+                &mut c.daemon.max_clients_per_uid,
+            ),
+        ] {
+            if let Some(n) = value {
+                if !(1..=4096).contains(&n) {
+                    return Err(err(
+                        key,
+                        format!("daemon.{key} must be between 1 and 4096, not {n}"),
+                    ));
+                }
+                *slot = n;
             }
-            c.daemon.max_clients = n;
         }
         Ok(c)
     }
@@ -247,6 +264,7 @@ mod tests {
         assert_eq!(c.daemon.control, PathBuf::from("/run/runplane/control"));
         assert_eq!(c.daemon.state, PathBuf::from("/run/runplane"));
         assert_eq!(c.daemon.max_clients, 256);
+        assert_eq!(c.daemon.max_clients_per_uid, 32);
         let u = Defaults::for_mode(Mode::User, Some(Path::new("/run/user/1000")));
         assert_eq!(u.control, PathBuf::from("/run/user/1000/runplane/control"));
     }
@@ -273,7 +291,7 @@ mod tests {
     #[test]
     fn values_are_read() {
         let c = Config::parse(
-            "[daemon]\ncontrol = \"/x/c\"\nstate = \"/x\"\nmax_clients = 3\n",
+            "[daemon]\ncontrol = \"/x/c\"\nstate = \"/x\"\nmax_clients = 3\nmax_clients_per_uid = 2\n",
             "f",
             &sys(),
         )
@@ -282,9 +300,10 @@ mod tests {
             (
                 c.daemon.control.to_str(),
                 c.daemon.state.to_str(),
-                c.daemon.max_clients
+                c.daemon.max_clients,
+                c.daemon.max_clients_per_uid
             ),
-            (Some("/x/c"), Some("/x"), 3)
+            (Some("/x/c"), Some("/x"), 3, 2)
         );
     }
 
@@ -303,6 +322,10 @@ mod tests {
             (
                 "[daemon]\nmax_clients = 0\n",
                 "f.toml:2:1: daemon.max_clients must be between 1 and 4096, not 0",
+            ),
+            (
+                "[daemon]\nmax_clients = 9\nmax_clients_per_uid = 5000\n",
+                "f.toml:3:1: daemon.max_clients_per_uid must be between 1 and 4096, not 5000",
             ),
             (
                 "[daemon]\nstate = \"run/x\"\n",

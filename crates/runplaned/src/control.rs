@@ -16,11 +16,13 @@
 //! connection while it is the last one waiting starts another first, and one that ends a
 //! connection with enough others waiting exits. A connection costs its thread about 30 KiB.
 //!
-//! Bounds: at most `daemon.max_clients` connections, each on one thread (one more is told
-//! `EBUSY` and closed, by the event loop), packets of at most `MAX_MESSAGE` bytes (a larger one
-//! is answered `E2BIG`, the connection stays), no fds accepted (`EINVAL`), an idle connection
-//! is closed after [`IDLE_TIMEOUT`], and a client that does not read its answers within
-//! [`SEND_TIMEOUT`] is dropped. Stopping waits up to [`STOP_WAIT`] for requests in progress to
+//! Bounds: at most `daemon.max_clients` connections, each on one thread, of which one uid
+//! (but root and the daemon's own) holds at most `daemon.max_clients_per_uid` and none of the
+//! last eighth (kept for root: logins); one more is told `EBUSY` and closed, by the event
+//! loop. Packets of at most `MAX_MESSAGE` bytes (a larger one is answered `E2BIG`, the
+//! connection stays), no fds accepted (`EINVAL`), an idle connection is closed after
+//! [`IDLE_TIMEOUT`], and a client that does not read its answers within [`SEND_TIMEOUT`] is
+//! dropped. Stopping waits up to [`STOP_WAIT`] for requests in progress to
 //! finish and lets none start after.
 
 use std::ffi::OsString;
@@ -184,7 +186,7 @@ pub const REFUSE_WAIT: Duration = Duration::from_secs(1);
 /// Tells a connection over the limit why it is refused: reads its first request (so that
 /// closing cannot reset the connection under the client's feet with the request unread),
 /// answers `EBUSY` with that request's id, and closes.
-pub async fn refuse_busy(conn: OwnedFd, max: u32) {
+pub async fn refuse_busy(conn: OwnedFd, why: String) {
     let Ok(conn) = runplane_sys::asyncfd::register(conn) else {
         return;
     };
@@ -195,13 +197,7 @@ pub async fn refuse_busy(conn: OwnedFd, max: u32) {
         }
         _ => 0,
     };
-    let out = encode_response(
-        id,
-        &Err(ErrorReply::new(
-            Code::EBUSY,
-            format!("too many control connections (limit {max})"),
-        )),
-    );
+    let out = encode_response(id, &Err(ErrorReply::new(Code::EBUSY, why)));
     let _ = tokio::time::timeout(REFUSE_WAIT, send(&conn, &out)).await;
 }
 
@@ -219,6 +215,8 @@ struct Pool {
     idle: usize,
     /// All serving threads.
     threads: usize,
+    /// Connections held by each uid that the per-uid limit applies to.
+    per_uid: std::collections::HashMap<u32, u32>,
 }
 
 /// The serving threads of the control socket.
@@ -233,13 +231,32 @@ pub struct Server {
     gate: RwLock<()>,
 }
 
-/// One connection's share of `daemon.clients`, released when dropped (also on a panic).
-struct ClientSlot(Arc<Daemon>);
+/// One connection's share of `daemon.clients` (and of its uid's, if limited), released when
+/// dropped (also on a panic).
+struct ClientSlot<'a> {
+    server: &'a Server,
+    limited_uid: Option<u32>,
+}
 
-impl Drop for ClientSlot {
+impl Drop for ClientSlot<'_> {
     fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+        let mut p = self.server.pool();
+        self.server.daemon.clients.fetch_sub(1, Ordering::Relaxed);
+        if let Some(uid) = self.limited_uid
+            && let std::collections::hash_map::Entry::Occupied(mut e) = p.per_uid.entry(uid)
+        {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
     }
+}
+
+/// The part of `max_clients` kept for root and the daemon's own uid: other uids are refused
+/// once only this many connections are left.
+pub fn root_reserve(max_clients: u32) -> u32 {
+    max_clients / 8
 }
 
 impl Server {
@@ -341,30 +358,68 @@ impl Server {
                 return;
             }
         };
-        let d = &self.daemon;
-        let max = d.max_clients();
-        if d.clients.load(Ordering::Relaxed) >= max {
-            tracing::warn!(
-                pid = cred.pid,
-                uid = cred.uid,
-                "refusing a control connection: {max} clients already"
-            );
-            if d.refusing.fetch_add(1, Ordering::Relaxed) < MAX_REFUSING
-                && rustix::io::ioctl_fionbio(&conn, true).is_ok()
-            {
-                let d = d.clone();
-                self.rt.spawn(async move {
-                    refuse_busy(conn, max).await;
+        let slot = match self.admit(cred) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::warn!(
+                    pid = cred.pid,
+                    uid = cred.uid,
+                    "refusing a control connection: {why}"
+                );
+                let d = &self.daemon;
+                if d.refusing.fetch_add(1, Ordering::Relaxed) < MAX_REFUSING
+                    && rustix::io::ioctl_fionbio(&conn, true).is_ok()
+                {
+                    let d = d.clone();
+                    self.rt.spawn(async move {
+                        refuse_busy(conn, why).await;
+                        d.refusing.fetch_sub(1, Ordering::Relaxed);
+                    });
+                } else {
                     d.refusing.fetch_sub(1, Ordering::Relaxed);
-                });
-            } else {
-                d.refusing.fetch_sub(1, Ordering::Relaxed);
+                }
+                return;
             }
-            return;
+        };
+        self.serve(&conn, cred, buf);
+        drop(slot);
+    }
+
+    /// Counts a connection of `cred` in, or says why it is refused: `daemon.max_clients` in
+    /// all; for uids other than root and the daemon's own, at most `max_clients_per_uid` each
+    /// and none of the last [`root_reserve`] slots, so that no user can keep logins (root's
+    /// PAM module) out.
+    fn admit(&self, cred: Cred) -> Result<ClientSlot<'_>, String> {
+        let d = &self.daemon;
+        let (max, per_uid) = d.client_limits();
+        let limited = cred.uid != 0 && cred.uid != d.uid();
+        let mut p = self.pool();
+        let clients = d.clients.load(Ordering::Relaxed);
+        if clients >= max {
+            return Err(format!("too many control connections (limit {max})"));
+        }
+        if limited {
+            let reserve = root_reserve(max);
+            if clients >= max - reserve {
+                return Err(format!(
+                    "too many control connections (limit {max}, of which {reserve} are kept for root)"
+                ));
+            }
+            let held = p.per_uid.entry(cred.uid).or_insert(0);
+            if *held >= per_uid {
+                return Err(format!(
+                    "uid {} already holds {per_uid} control connections (daemon.max_clients_per_uid)",
+                    cred.uid
+                ));
+            }
+            *held += 1;
         }
         d.clients.fetch_add(1, Ordering::Relaxed);
-        let _slot = ClientSlot(d.clone());
-        self.serve(&conn, cred, buf);
+        drop(p);
+        Ok(ClientSlot {
+            server: self,
+            limited_uid: limited.then_some(cred.uid),
+        })
     }
 
     /// Serves one connection until the peer closes it, goes idle, stops reading, or the

@@ -79,6 +79,20 @@ impl Daemon {
         self.loaded().config.daemon.max_clients
     }
 
+    /// `(max_clients, max_clients_per_uid)`, as configured now.
+    pub(crate) fn client_limits(&self) -> (u32, u32) {
+        let l = self.loaded();
+        (
+            l.config.daemon.max_clients,
+            l.config.daemon.max_clients_per_uid,
+        )
+    }
+
+    /// The daemon's own uid (with root, exempt from the per-uid connection limits).
+    pub(crate) fn uid(&self) -> u32 {
+        self.uid
+    }
+
     /// The whole plane as the daemon sees it (per-user entries filtered to `cred` unless root).
     pub fn status(&self, cred: Cred) -> Status {
         let (mgr, users, more) = self.userdirs.status(cred);

@@ -214,3 +214,90 @@ fn journal_fields(mut b: &[u8]) -> Vec<(String, String)> {
     }
     out
 }
+
+/// Connects (and pings, so that the connection is admitted) as `uid`, from this thread with
+/// its effective uid switched for the connect (SO_PEERCRED records it): thread credentials
+/// are per thread in Linux, and the saved uid stays 0 to switch back.
+fn connect_as(uid: u32) -> Result<runplane::Client, runplane::ClientError> {
+    use rustix::process::Uid;
+    use rustix::thread::set_thread_res_uid;
+    set_thread_res_uid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::ROOT).unwrap();
+    let c = runplane::Client::connect("/run/runplane/control", Duration::from_secs(5));
+    set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT).unwrap();
+    let mut c = c?;
+    c.ping()?;
+    Ok(c)
+}
+
+fn refused(r: Result<runplane::Client, runplane::ClientError>) -> String {
+    match r {
+        Err(runplane::ClientError::Daemon(e)) if e.code == runplane_proto::Code::EBUSY => e.message,
+        Err(e) => panic!("not refused with EBUSY: {e}"),
+        Ok(_) => panic!("admitted"),
+    }
+}
+
+#[test]
+fn priv_one_uid_cannot_take_every_connection_and_root_keeps_a_reserve() {
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let cfg = p.scratch.join("runplane.toml");
+        // 16 in all, 2 of them kept for root; 4 per uid.
+        std::fs::write(
+            &cfg,
+            "[daemon]\nmax_clients = 16\nmax_clients_per_uid = 4\n",
+        )
+        .unwrap();
+        let d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for _ in 0..4 {
+                held.push(connect_as(60001).unwrap());
+            }
+            let why = refused(connect_as(60001));
+            assert!(
+                why.contains("uid 60001 already holds 4 control connections"),
+                "{why}"
+            );
+            // Other uids are not held back by it, up to the reserve.
+            for uid in [60002, 60003] {
+                for _ in 0..4 {
+                    held.push(connect_as(uid).unwrap());
+                }
+            }
+            held.push(connect_as(60004).unwrap());
+            held.push(connect_as(60004).unwrap());
+            assert_eq!(held.len(), 14);
+            let why = refused(connect_as(60005));
+            assert!(
+                why.contains("limit 16, of which 2 are kept for root"),
+                "{why}"
+            );
+            // Root (a login's PAM module) still gets in, up to the limit.
+            held.push(connect_as(0).unwrap());
+            held.push(connect_as(0).unwrap());
+            let why = refused(connect_as(0));
+            assert!(why.contains("limit 16)"), "{why}");
+            // A uid's slots come back when its connections end.
+            held.drain(..4);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let again = loop {
+                match connect_as(60001) {
+                    Ok(c) => break c,
+                    Err(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(e) => panic!("slots not freed: {e}"),
+                }
+            };
+            drop(again);
+        })
+        .join()
+        .unwrap();
+        assert!(
+            d.log()
+                .contains("refusing a control connection: uid 60001 already holds 4")
+        );
+        assert_eq!(d.stop(), ExitStatus::Exited(0));
+    });
+}
