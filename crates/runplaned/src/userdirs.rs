@@ -105,11 +105,44 @@ struct Inner {
     listing: Option<(runplane_sys::mountinfo::Table, HashMap<u64, String>)>,
 }
 
+/// A listing's mount options to be read again (see `Inner::stale_listing`).
+struct StaleListing {
+    table: Option<runplane_sys::mountinfo::Table>,
+    ours: std::collections::HashSet<u64>,
+}
+
+impl StaleListing {
+    /// Reads the mount table (opening it if need be): what `Inner::listing` then holds.
+    fn read(self) -> Option<(runplane_sys::mountinfo::Table, HashMap<u64, String>)> {
+        let table = match self.table {
+            Some(t) => t,
+            None => match runplane_sys::mountinfo::Table::open() {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    return None;
+                }
+            },
+        };
+        let _ = table.changed(); // what follows is read after this point
+        let opts = table
+            .read()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| self.ours.contains(&m.id))
+            .map(|m| (m.id, format!("{},{}", m.mount_options, m.super_options)))
+            .collect();
+        Some((table, opts))
+    }
+}
+
 /// The capability as the daemon runs it: managing `/run/user`, or not (and why not).
 pub struct Userdirs {
     root_path: PathBuf,
     reason: Option<String>,
     inner: Option<Mutex<Inner>>,
+    /// A handle on the root for status listings' usage reads, which need not the lock.
+    usage_root: Option<Root>,
 }
 
 impl std::fmt::Debug for Userdirs {
@@ -128,6 +161,7 @@ impl Userdirs {
             root_path: root,
             reason: Some(reason),
             inner: None,
+            usage_root: None,
         }
     }
 
@@ -169,10 +203,12 @@ impl Userdirs {
         inner.reserve_id()?;
         inner.bring_up_lingering();
         let root_path = inner.cfg.root.clone();
+        let usage_root = inner.root.try_clone().map_err(|e| e.to_string())?;
         Ok(Userdirs {
             root_path,
             reason: None,
             inner: Some(Mutex::new(inner)),
+            usage_root: Some(usage_root),
         })
     }
 
@@ -500,13 +536,42 @@ impl Userdirs {
     pub fn page(&self, cred: Cred, after: Option<u32>) -> Vec<UserdirStatus> {
         match &self.inner {
             Some(m) => {
-                m.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entries(cred, after)
+                self.entries(m, m.lock().unwrap_or_else(|p| p.into_inner()), cred, after)
                     .0
             }
             None => vec![],
         }
+    }
+
+    /// One page of `status.userdirs`: the caller's users (root: all) above uid `after`,
+    /// starting under the lock `i` of `m`. The lock is not held while the mount table is
+    /// read (all of mountinfo: 10,000 lines with 10,000 users) nor while each entry's usage
+    /// is read (an open and a statvfs each): a login waits for neither.
+    fn entries<'m>(
+        &self,
+        m: &'m Mutex<Inner>,
+        mut i: std::sync::MutexGuard<'m, Inner>,
+        cred: Cred,
+        after: Option<u32>,
+    ) -> (Vec<UserdirStatus>, bool) {
+        if let Some(stale) = i.stale_listing(after.is_none()) {
+            drop(i);
+            let fresh = stale.read();
+            i = m.lock().unwrap_or_else(|p| p.into_inner());
+            i.listing = fresh;
+        }
+        let (mut page, more) = i.entries(cred, after);
+        drop(i);
+        for e in &mut page {
+            let usage = self
+                .usage_root
+                .as_ref()
+                .and_then(|r| r.usage(e.uid).ok().flatten())
+                .unwrap_or_default();
+            e.bytes_used = usage.bytes_used;
+            e.inodes_used = usage.inodes_used;
+        }
+        (page, more)
     }
 
     /// The manager section of `status` and the first page of its `userdirs`, and whether more
@@ -527,7 +592,7 @@ impl Userdirs {
             };
             return (mgr, vec![], false);
         };
-        let mut i = m.lock().unwrap_or_else(|p| p.into_inner());
+        let i = m.lock().unwrap_or_else(|p| p.into_inner());
         let p = i.lc.policy();
         let mgr = UserdirsManager {
             root: i.cfg.root.display().to_string(),
@@ -544,7 +609,7 @@ impl Userdirs {
             budget: p.budget,
             budget_used: i.lc.budget_used(),
         };
-        let (users, more) = i.entries(cred, None);
+        let (users, more) = self.entries(m, i, cred, None);
         (mgr, users, more)
     }
 }
@@ -626,52 +691,34 @@ async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, Error
 }
 
 impl Inner {
-    /// The mount options of the users' dirs by mount id, as the kernel shows them: fresh for
-    /// the first page of a listing (`after` is `None`), else as kept since then unless a mount
-    /// or unmount happened meanwhile.
-    fn refresh_listing(&mut self, first_page: bool) {
-        use runplane_sys::mountinfo::Table;
+    /// What must be read to know the mount options of the users' dirs, as the kernel shows
+    /// them: nothing while a listing goes on and the mount table did not change since its
+    /// first page; else the table (taken out, to be read without the lock) and the mounts
+    /// that are ours.
+    fn stale_listing(&mut self, first_page: bool) -> Option<StaleListing> {
         let fresh = match &self.listing {
             Some((t, _)) if !first_page => t.changed().unwrap_or(true),
             _ => true,
         };
-        if fresh {
-            let table = match self.listing.take() {
-                Some((t, _)) => Ok(t),
-                None => Table::open(),
-            };
-            let ours: std::collections::HashSet<u64> =
-                self.lc.users().filter_map(|u| u.dir?.mount_id).collect();
-            self.listing = match table {
-                Ok(t) => {
-                    let _ = t.changed(); // what follows is read after this point
-                    let opts = t
-                        .read()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|m| ours.contains(&m.id))
-                        .map(|m| (m.id, format!("{},{}", m.mount_options, m.super_options)))
-                        .collect();
-                    Some((t, opts))
-                }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    None
-                }
-            };
+        if !fresh {
+            return None;
         }
+        Some(StaleListing {
+            table: self.listing.take().map(|(t, _)| t),
+            ours: self.lc.users().filter_map(|u| u.dir?.mount_id).collect(),
+        })
     }
 
     /// One page of `status.userdirs`: the caller's users (root: all) above uid `after`.
+    /// Usage is left at `u64::MAX`, its widest, so that the page's size is counted for any
+    /// usage the caller fills in after.
     fn entries(&mut self, cred: Cred, after: Option<u32>) -> (Vec<UserdirStatus>, bool) {
-        self.refresh_listing(after.is_none());
         let by_id = self.listing.as_ref().map(|(_, o)| o);
         let users = self
             .lc
             .users_after(after)
             .filter(|u| cred.uid == 0 || u.uid == cred.uid)
             .map(|u| {
-                let usage = self.root.usage(u.uid).ok().flatten().unwrap_or_default();
                 let options = u
                     .dir
                     .and_then(|d| d.mount_id)
@@ -687,9 +734,9 @@ impl Inner {
                         .map_or("creating", |d| backend_name(d.backend))
                         .to_owned(),
                     options,
-                    bytes_used: usage.bytes_used,
+                    bytes_used: u64::MAX,
                     bytes_limit: if limited { u.size } else { 0 },
-                    inodes_used: usage.inodes_used,
+                    inodes_used: u64::MAX,
                     inodes_limit: if limited { u.inodes } else { 0 },
                     sessions: u
                         .sessions

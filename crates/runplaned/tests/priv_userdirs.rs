@@ -171,6 +171,25 @@ fn priv_login_logout_lifecycle_with_session_lifetime() {
             (4 << 20, 100, 2, "active")
         );
         assert!(u.options.contains("mode=700"), "{}", u.options);
+        // Usage is read live: a 64 KiB file and a directory show in bytes and inodes.
+        let before = (u.bytes_used, u.inodes_used);
+        std::fs::create_dir("/run/user/2000/d").unwrap();
+        std::fs::write("/run/user/2000/d/f", vec![1u8; 64 << 10]).unwrap();
+        let u = status().userdirs.remove(0);
+        assert!(
+            u.bytes_used >= before.0 + (64 << 10),
+            "{} then {}",
+            before.0,
+            u.bytes_used
+        );
+        assert_eq!(
+            u.inodes_used,
+            before.1 + 2,
+            "inodes {} then {}",
+            before.1,
+            u.inodes_used
+        );
+        assert!(u.bytes_used < u.bytes_limit && u.inodes_used < u.inodes_limit);
         // A leader dying ends its session; the other keeps the dir.
         kill(a);
         eventually("the dead leader's session ends", || {

@@ -321,6 +321,16 @@ impl Root {
         Ok(report)
     }
 
+    /// A second handle on the same root (a duplicated fd), for reading usage without the
+    /// owner's lock.
+    pub fn try_clone(&self) -> Result<Root, DirError> {
+        Ok(Root {
+            dir: self.dir.try_clone()?,
+            mount_id: self.mount_id,
+            kernel_noswap: self.kernel_noswap,
+        })
+    }
+
     /// Space and inode use of `uid`'s directory (`None` when it does not exist).
     pub fn usage(&self, uid: u32) -> Result<Option<Usage>, DirError> {
         let name = uid.to_string();
