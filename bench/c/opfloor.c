@@ -3,10 +3,12 @@
  * request, only the system calls that any manager of runtime dirs must make, and nothing else:
  *
  *   'p'   nothing: a bare round trip (the ping-pong floor)
- *   'm'   mkdirat + mount(2) of a limited tmpfs, as a first open does
+ *   'm'   mkdirat + mount(2) of a limited tmpfs, then what 'o' does: a first open
  *   'o'   pidfd_open of the client + epoll_ctl(ADD) + a 320-byte O_APPEND write, as a further
  *         open does (pin and watch the leader, persist the change)
  *   'c'   close of the oldest such pidfd + a 320-byte write, as a close does
+ *   'l'   what 'c' does, and timerfd_settime of a one-shot timer: the close of a user's last
+ *         session, which starts its grace period
  *
  * runplane-bench drives it on the socket it passes as fd FD, alternating each of its own
  * requests to runplaned with the same request to this server, so that both see the same
@@ -28,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
@@ -42,7 +45,8 @@ int main(int argc, char **argv) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     int log = dir < 0 ? -1 : openat(dir, "journal", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int *pidfds = calloc(n, sizeof(int));
-    if (dir < 0 || ep < 0 || log < 0 || !pidfds || fchdir(dir)) { perror(argv[2]); return 111; }
+    int grace = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    if (dir < 0 || ep < 0 || log < 0 || !pidfds || grace < 0 || fchdir(dir)) { perror(argv[2]); return 111; }
     char line[320], name[32], opts[160], op;
     memset(line, 'x', sizeof line - 1);
     line[sizeof line - 1] = '\n';
@@ -54,17 +58,20 @@ int main(int argc, char **argv) {
             snprintf(opts, sizeof opts, "mode=0700,uid=%d,gid=%d,size=1048576,nr_inodes=256", uid, uid);
             if (mkdirat(dir, name, 0700)) { perror(name); return 111; }
             if (mount("tmpfs", name, "tmpfs", MS_NODEV | MS_NOSUID, opts)) { perror(name); return 111; }
-        } else if (op == 'o') {
+        }
+        if (op == 'm' || op == 'o') {
             if (opens - closes >= n) { fprintf(stderr, "opfloor: more than %d open\n", n); return 111; }
             int fd = (int)syscall(SYS_pidfd_open, client, 0);
             struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = opens };
             if (fd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) { perror("pidfd"); return 111; }
             pidfds[opens++ % n] = fd;
             if (write(log, line, sizeof line) != sizeof line) { perror("write"); return 111; }
-        } else if (op == 'c') {
+        } else if (op == 'c' || op == 'l') {
             if (closes == opens) { fprintf(stderr, "opfloor: nothing to close\n"); return 111; }
             close(pidfds[closes++ % n]);
             if (write(log, line, sizeof line) != sizeof line) { perror("write"); return 111; }
+            struct itimerspec in10min = { .it_value = { .tv_sec = 600 } };
+            if (op == 'l' && timerfd_settime(grace, 0, &in10min, NULL)) { perror("timerfd"); return 111; }
         } else if (op != 'p') {
             fprintf(stderr, "opfloor: unknown request %c\n", op);
             return 100;

@@ -15,9 +15,11 @@
 //!   Each request to runplaned is followed by the same request to the C floor server OPFLOOR
 //!   (bench/c/opfloor.c, working in FLOOR_DIR) and by a bare round trip to it, so that runplane
 //!   and its floors are measured at the same moments of a shared machine; FURTHER pings go
-//!   first, each followed by a bare round trip. Prints `ping`, `first`, `further`, `close` and
-//!   their floors `floor_ping`, `floor_mount`, `floor_open`, `floor_close`, and `rtt` (p50 p99
-//!   mean, µs), then `rss_kib N` and `idle_wakeups N`.
+//!   first, each followed by a bare round trip; last, FURTHER users' first sessions are closed
+//!   (each their user's last: the grace period starts). Prints `ping`, `first`, `further`,
+//!   `close`, `last_close` and their floors `floor_ping`, `floor_mount`, `floor_open`,
+//!   `floor_close`, `floor_last_close`, and `rtt` (p50 p99 mean, µs), then `rss_kib N` and
+//!   `idle_wakeups N`.
 
 use std::time::{Duration, Instant};
 
@@ -181,7 +183,7 @@ fn userdirs(args: &[String]) {
     let num = |i: usize| -> u64 { arg(i).parse().unwrap_or_else(|_| usage()) };
     let (sock, pid) = (arg(2), arg(3));
     let (first_uid, users, further, idle) = (num(4) as u32, num(5) as u32, num(6) as u32, num(7));
-    let floor = Floor::start(&arg(8), &arg(9), u64::from(further));
+    let floor = Floor::start(&arg(8), &arg(9), u64::from(users) + u64::from(further));
     let me = Some(std::process::id() as i32);
     let mut c =
         runplane::Client::connect(&sock, Duration::from_secs(10)).unwrap_or_else(|e| fatal(e));
@@ -210,9 +212,11 @@ fn userdirs(args: &[String]) {
     }
     println!("ping {}", summary(t));
     println!("floor_ping {}", summary(f));
-    let (mut rtt, mut t, mut f) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rtt, mut t, mut f, mut firsts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for uid in first_uid..first_uid + users {
-        t.push(open(&mut c, uid).0);
+        let (d, id) = open(&mut c, uid);
+        t.push(d);
+        firsts.push(id);
         f.push(floor.request(b'm'));
         rtt.push(floor.request(b'p'));
     }
@@ -238,6 +242,17 @@ fn userdirs(args: &[String]) {
     }
     println!("close {}", summary(t));
     println!("floor_close {}", summary(f));
+    // The last session of a user: its close starts the grace period (a timer on the loop).
+    let (mut t, mut f) = (Vec::new(), Vec::new());
+    for &id in firsts.iter().take(further as usize) {
+        let t0 = Instant::now();
+        c.session_close(id).unwrap_or_else(|e| fatal(e));
+        t.push(t0.elapsed().as_secs_f64() * 1e6);
+        f.push(floor.request(b'l'));
+        rtt.push(floor.request(b'p'));
+    }
+    println!("last_close {}", summary(t));
+    println!("floor_last_close {}", summary(f));
     println!("rtt {}", summary(rtt));
     floor.stop();
     let rss = status_field(&pid, &pid, "VmRSS:");

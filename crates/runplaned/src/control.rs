@@ -449,7 +449,7 @@ impl Server {
                 }
             };
             // What the request logs waits until its answer is sent.
-            let held = crate::logging::hold();
+            let held = crate::after::hold();
             let Some(out) = self.answer(msg, buf, cred) else {
                 return;
             };

@@ -7,6 +7,7 @@
 //! Exit codes: 0 after a clean stop, 100 for usage and configuration errors, 111 for system
 //! failures (including another runplaned on the same state directory).
 
+mod after;
 mod args;
 mod config;
 mod control;

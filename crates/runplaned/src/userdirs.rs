@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::after::{Deferred, spawn_later};
 use tokio::io::Interest;
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::task::AbortHandle;
 
 use runplane_proto::{
     Code, ErrorReply, Linger, LingerState, SessionClosed, SessionInfo, SessionOpen, SessionOpened,
@@ -96,8 +96,9 @@ struct Inner {
     /// entry, not a task.
     leaders: HashMap<SessionId, rustix::fd::OwnedFd>,
     leader_epoll: rustix::fd::OwnedFd,
-    watchers: HashMap<u32, AbortHandle>,
-    timers: HashMap<u32, AbortHandle>,
+    /// Started after the answer of the request that asked for them (see crate::after).
+    watchers: HashMap<u32, std::sync::Arc<Deferred>>,
+    timers: HashMap<u32, std::sync::Arc<Deferred>>,
     events: UnboundedSender<Event>,
     /// The users' mount options while a paged listing of `status.userdirs` goes on: read
     /// from mountinfo for its first page and kept until its last, or until the mount table
@@ -830,7 +831,7 @@ impl Inner {
                         }
                         let (backend, path) =
                             (backend_name(info.backend), self.root.user_path(uid));
-                        crate::logging::later(move || {
+                        crate::after::later(move || {
                             tracing::info!(
                                 uid,
                                 backend,
@@ -986,7 +987,7 @@ impl Inner {
 
     fn watch_processes(&mut self, uid: u32) {
         let tx = self.events.clone();
-        let h = tokio::spawn(async move {
+        let h = spawn_later(async move {
             loop {
                 if uid == 0 {
                     break;
@@ -1019,7 +1020,7 @@ impl Inner {
             }
             let _ = tx.send(Event::ProcessesGone(uid));
         });
-        if let Some(old) = self.watchers.insert(uid, h.abort_handle()) {
+        if let Some(old) = self.watchers.insert(uid, h) {
             old.abort();
         }
     }
@@ -1027,11 +1028,11 @@ impl Inner {
     fn arm(&mut self, uid: u32, generation: u64, deadline: u64) {
         let tx = self.events.clone();
         let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
-        let h = tokio::spawn(async move {
+        let h = spawn_later(async move {
             tokio::time::sleep(wait).await;
             let _ = tx.send(Event::GraceExpired { uid, generation });
         });
-        if let Some(old) = self.timers.insert(uid, h.abort_handle()) {
+        if let Some(old) = self.timers.insert(uid, h) {
             old.abort();
         }
     }
