@@ -22,20 +22,34 @@ thread_local! {
 /// order. The control socket's threads hold a request's work until its answer is sent.
 #[derive(Debug)]
 pub struct Held {
+    /// A hold taken inside another leaves the work to the outer one.
+    outer: bool,
     /// Bound to the thread whose work it holds.
     _thread: std::marker::PhantomData<*const ()>,
 }
 
-/// Starts holding this thread's [`later`] work back.
+/// Starts holding this thread's [`later`] work back (inside a hold already taken: changes
+/// nothing, the outer hold runs the work).
 pub fn hold() -> Held {
-    HELD.with(|h| *h.borrow_mut() = Some(Vec::new()));
+    let outer = HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        let outer = h.is_none();
+        if outer {
+            *h = Some(Vec::new());
+        }
+        outer
+    });
     Held {
+        outer,
         _thread: std::marker::PhantomData,
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
+        if !self.outer {
+            return;
+        }
         let work = HELD.with(|h| h.borrow_mut().take());
         for w in work.into_iter().flatten() {
             w();
@@ -45,17 +59,17 @@ impl Drop for Held {
 
 /// Runs `work` now, or when this thread's [`Held`] is dropped.
 pub fn later(work: impl FnOnce() + 'static) {
-    let mut log = Some(work);
+    let mut work = Some(work);
     HELD.with(|h| {
         if let Some(q) = h.borrow_mut().as_mut()
             && q.len() < MAX_HELD
-            && let Some(l) = log.take()
+            && let Some(w) = work.take()
         {
-            q.push(Box::new(l));
+            q.push(Box::new(w));
         }
     });
-    if let Some(l) = log {
-        l();
+    if let Some(w) = work {
+        w();
     }
 }
 
@@ -118,10 +132,18 @@ mod tests {
         later(log(2));
         later(log(3));
         assert_eq!(*seen.lock().unwrap(), [1]);
-        drop(held);
-        assert_eq!(*seen.lock().unwrap(), [1, 2, 3]);
+        let inner = hold();
         later(log(4));
+        drop(inner);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [1],
+            "an inner hold ran the outer's work"
+        );
+        drop(held);
         assert_eq!(*seen.lock().unwrap(), [1, 2, 3, 4]);
+        later(log(5));
+        assert_eq!(*seen.lock().unwrap(), [1, 2, 3, 4, 5]);
     }
 
     #[tokio::test(flavor = "current_thread")]

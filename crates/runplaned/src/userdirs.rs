@@ -556,6 +556,8 @@ impl Userdirs {
         after: Option<u32>,
     ) -> (Vec<UserdirStatus>, bool) {
         if let Some(stale) = i.stale_listing(after.is_none()) {
+            // A dir mounted while the table is read shows no options on this page; the table
+            // then reads as changed, and the next page reads it again.
             drop(i);
             let fresh = stale.read();
             i = m.lock().unwrap_or_else(|p| p.into_inner());
