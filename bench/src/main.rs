@@ -232,27 +232,22 @@ fn userdirs(args: &[String]) {
     }
     println!("further {}", summary(t));
     println!("floor_open {}", summary(f));
-    let (mut t, mut f) = (Vec::new(), Vec::new());
-    for id in ids {
-        let t0 = Instant::now();
-        c.session_close(id).unwrap_or_else(|e| fatal(e));
-        t.push(t0.elapsed().as_secs_f64() * 1e6);
-        f.push(floor.request(b'c'));
-        rtt.push(floor.request(b'p'));
-    }
-    println!("close {}", summary(t));
-    println!("floor_close {}", summary(f));
+    // Closes `ids`, each followed by the floor's `op` and a bare round trip.
+    let mut closes = |ids: &[u64], op: u8, name: &str| {
+        let (mut t, mut f) = (Vec::new(), Vec::new());
+        for &id in ids {
+            let t0 = Instant::now();
+            c.session_close(id).unwrap_or_else(|e| fatal(e));
+            t.push(t0.elapsed().as_secs_f64() * 1e6);
+            f.push(floor.request(op));
+            rtt.push(floor.request(b'p'));
+        }
+        println!("{name} {}", summary(t));
+        println!("floor_{name} {}", summary(f));
+    };
+    closes(&ids, b'c', "close");
     // The last session of a user: its close starts the grace period (a timer on the loop).
-    let (mut t, mut f) = (Vec::new(), Vec::new());
-    for &id in firsts.iter().take(further as usize) {
-        let t0 = Instant::now();
-        c.session_close(id).unwrap_or_else(|e| fatal(e));
-        t.push(t0.elapsed().as_secs_f64() * 1e6);
-        f.push(floor.request(b'l'));
-        rtt.push(floor.request(b'p'));
-    }
-    println!("last_close {}", summary(t));
-    println!("floor_last_close {}", summary(f));
+    closes(&firsts[..ids.len().min(firsts.len())], b'l', "last_close");
     println!("rtt {}", summary(rtt));
     floor.stop();
     let rss = status_field(&pid, &pid, "VmRSS:");
