@@ -22,6 +22,7 @@
 //! | [`inherited`] | taking ownership of fds inherited by number (`--ready-fd N`) |
 //! | [`ipc`] | removing System V IPC objects (`IPC_RMID`) |
 //! | [`lock`] | `flock` lock files with holder pids |
+//! | [`mem`] | handing the allocator's free memory back (`malloc_trim`) |
 //! | [`asyncfd`] | safe registration of owned fds with tokio (feature `tokio`) |
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -33,6 +34,7 @@ pub mod inherited;
 pub mod ipc;
 pub mod journal;
 pub mod lock;
+pub mod mem;
 pub mod mountinfo;
 pub mod pidfd;
 pub mod remove;
