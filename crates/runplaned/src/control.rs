@@ -205,9 +205,12 @@ pub async fn refuse_busy(conn: OwnedFd, why: String) {
 pub const KEEP_IDLE: usize = 2;
 /// How long stopping waits for requests in progress.
 pub const STOP_WAIT: Duration = Duration::from_secs(5);
-/// A serving thread's stack: requests need little (JSON nesting is bounded by serde_json's
-/// recursion limit of 128), and every connection costs one.
-const STACK_SIZE: usize = 512 * 1024;
+/// A serving thread's stack (address space: only the pages touched are resident), as large
+/// as the runtime's own threads'. Removing a user's tree takes a frame per level, 256 levels
+/// at most (`remove::MAX_DEPTH`): up to 256 KiB in a release build, 1 MiB in a debug one.
+/// Removals run on the event loop (grace expiry), but a request that fails to create a dir
+/// removes what it made on this thread.
+const STACK_SIZE: usize = 2 << 20;
 
 #[derive(Debug, Default)]
 struct Pool {

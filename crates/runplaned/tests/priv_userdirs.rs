@@ -1197,3 +1197,30 @@ fn priv_a_journal_torn_by_a_crash_loses_only_the_unanswered_change() {
         kill(a);
     });
 }
+
+#[test]
+fn priv_a_tree_as_deep_as_the_remover_goes_is_removed_and_the_daemon_keeps_serving() {
+    require_root!();
+    run_private(users_at(2350, 1), |p| {
+        let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+        let d = start(&cfg);
+        let leader = sleeper();
+        let s = open(2350, leader.id());
+        // What the user made: a tree as deep as the remover goes, with a file at the bottom
+        // (one frame per level: 256 levels must fit any thread the removal runs on).
+        let mut path = std::path::PathBuf::from("/run/user/2350");
+        for _ in 0..runplane_sys::remove::MAX_DEPTH - 1 {
+            path.push("d");
+            std::fs::create_dir(&path).unwrap();
+        }
+        std::fs::write(path.join("f"), b"x").unwrap();
+        let closed = client().session_close(s.id).unwrap();
+        assert_eq!((closed.remaining, closed.state.as_str()), (0, "grace"));
+        eventually("the deep dir is removed", || {
+            !Path::new("/run/user/2350").exists()
+        });
+        assert!(state_of(2350).is_none());
+        client().ping().unwrap();
+        assert_eq!(d.stop(), ExitStatus::Exited(0));
+    });
+}
