@@ -557,3 +557,57 @@ fn stops_at_once_with_idle_connections_open() {
     assert!(open[0].ping().is_err());
     assert!(!sock.exists(), "the socket node outlived the daemon");
 }
+
+#[test]
+fn a_client_that_does_not_read_its_answers_is_dropped_and_others_are_served() {
+    use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
+    let t = tempfile::tempdir().unwrap();
+    let cfg = config_in(t.path(), "");
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    let sock = t.path().join("ctl/control");
+    let s = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+    rustix::net::connect(&s, &SocketAddrUnix::new(&sock).unwrap()).unwrap();
+    // Requests until the kernel refuses more: the daemon stopped reading them because its
+    // answers, never read, filled the connection.
+    let t0 = std::time::Instant::now();
+    let mut sent = 0;
+    loop {
+        match rustix::net::send(
+            &s,
+            br#"{"v":1,"id":1,"op":"ping"}"#,
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        ) {
+            Ok(_) => sent += 1,
+            Err(rustix::io::Errno::AGAIN) if t0.elapsed() > Duration::from_millis(500) => break,
+            Err(rustix::io::Errno::AGAIN) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("send: {e}"),
+        }
+        assert!(sent < 1_000_000, "the daemon never stopped taking requests");
+    }
+    // Meanwhile everyone else is served.
+    let mut c = Client::connect(&sock, Duration::from_secs(5)).unwrap();
+    c.ping().unwrap();
+    // After the send timeout (10 s) the connection is dropped: reading meets its end (a
+    // reset, as the daemon closed it with requests unread).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !d.log().contains("it does not read its answers") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not dropped: {}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut buf = vec![0u8; 65536];
+    let mut answers = 0;
+    loop {
+        match rustix::net::recv(&s, &mut buf, RecvFlags::empty()) {
+            Ok((0, _)) | Err(rustix::io::Errno::CONNRESET) => break,
+            Ok(_) => answers += 1,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    assert!(answers < sent, "{answers} answers to {sent} requests");
+    c.ping().unwrap();
+    assert_eq!(d.stop(), ExitStatus::Exited(0));
+}
