@@ -317,8 +317,9 @@ impl Server {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!("unable to make a receive buffer for a control thread: {e}");
-                self.pool().idle -= 1;
-                self.pool().threads -= 1;
+                let mut p = self.pool();
+                p.idle -= 1;
+                p.threads -= 1;
                 return;
             }
         };

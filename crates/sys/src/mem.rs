@@ -71,16 +71,18 @@ pub fn return_free_memory() -> bool {
 mod tests {
     use super::*;
 
+    /// This process's resident anonymous memory.
+    fn rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    }
+
     #[test]
     fn a_page_buffer_is_zeroed_writable_and_resident_only_where_written() {
-        fn rss_kib() -> u64 {
-            std::fs::read_to_string("/proc/self/status")
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("RssAnon:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap()
-        }
         let before = rss_kib();
         let mut b = PageBuffer::new(64 << 20).unwrap();
         assert_eq!(b.len(), 64 << 20);
@@ -100,14 +102,6 @@ mod tests {
 
     #[test]
     fn freed_memory_of_another_threads_arena_goes_back() {
-        fn rss_kib() -> u64 {
-            std::fs::read_to_string("/proc/self/status")
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("RssAnon:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap()
-        }
         // A thread allocates 32 MiB in 64 KiB blocks and one more block after them, then frees
         // the first ones: the last, still alive, keeps its arena from shrinking, so the
         // freed pages stay resident until trimmed.
