@@ -1,10 +1,12 @@
-//! tmpfs mounts through the fd-based mount API, usage through statvfs, lazy unmount.
+//! tmpfs mounts, usage through statvfs, lazy unmount.
 //!
-//! A tmpfs is created with `fsopen("tmpfs")`, configured with `fsconfig`, instantiated with
-//! `fsmount` (which also applies `nodev,nosuid,noexec`) and attached with `move_mount` onto an
-//! `O_PATH` fd of the target directory: no path is resolved at the moment of mounting, so a
-//! target swapped for a symlink between check and mount cannot redirect the mount. Needs
-//! Linux >= 5.2 and `CAP_SYS_ADMIN`.
+//! A tmpfs is mounted on a directory the caller holds a fd of, never on a path that could be
+//! swapped for a symlink between check and mount. The fast path is one `mount(2)` on `"."`
+//! with the calling thread's working directory moved to that fd for the call (see
+//! [`mount_tmpfs`]); when that is not possible, one `mount(2)` on the fd's
+//! `/proc/self/fd/N` magic link; when `mount(2)` rejects the options, the fd-based mount API
+//! (`fsopen`, `fsconfig` per option, `fsmount`, `move_mount` onto the fd), whose per-option
+//! errors name what the kernel refused. Needs `CAP_SYS_ADMIN`.
 
 use std::path::Path;
 
@@ -128,15 +130,49 @@ impl TmpfsOptions {
     }
 }
 
-/// Mounts a tmpfs with `opts` on the directory behind `target` (an `O_PATH` or directory
-/// fd). `what` names the target in errors.
+/// Mounts a tmpfs with `opts` on the directory behind `target` (a directory fd). `what`
+/// names the target in errors.
 ///
-/// Fast path: one `mount(2)` on the fd's `/proc/self/fd/N` magic link, which resolves to
-/// exactly the pinned directory (systemd's `mount_nofollow`). When that fails for another
-/// reason than a refusal (EPERM/EACCES), the mount is redone through `fsopen`/`fsconfig`, whose
-/// per-option errors name what the kernel refused (e.g. `noswap` before Linux 6.4: `EINVAL`).
+/// Fast path: one `mount(2)` on `"."` while the calling thread's working directory is
+/// `target` ([`in_dir`]): `"."` is the pinned directory itself, with no lookup that a
+/// symlink could redirect. Naming it as `/proc/self/fd/N` instead (systemd's
+/// `mount_nofollow`, the fallback when the thread cannot have a working directory of its own)
+/// resolves four procfs components, which cost a tenth of a first login's request here
+/// (BENCHMARKS.md). When `mount(2)` fails for another reason than a refusal (EPERM/EACCES),
+/// the mount is redone through `fsopen`/`fsconfig`, whose per-option errors name what the
+/// kernel refused (e.g. `noswap` before Linux 6.4: `EINVAL`).
 pub fn mount_tmpfs(target: BorrowedFd<'_>, what: &Path, opts: &TmpfsOptions) -> Result<()> {
+    let (flags, data) = mount2_args(what, opts)?;
+    let mount = || rustix::mount::mount("tmpfs", ".", "tmpfs", flags, Some(data.as_c_str()));
+    match in_dir(target, mount) {
+        Ok(r) => finish_mount2(r, target, what, opts),
+        Err(_) => mount_tmpfs_via_proc(target, what, opts),
+    }
+}
+
+/// The same with `mount(2)` on the fd's `/proc/self/fd/N` magic link, which resolves to
+/// exactly the pinned directory (the fallback of [`mount_tmpfs`]).
+pub fn mount_tmpfs_via_proc(
+    target: BorrowedFd<'_>,
+    what: &Path,
+    opts: &TmpfsOptions,
+) -> Result<()> {
+    let (flags, data) = mount2_args(what, opts)?;
     let magic = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&target));
+    let r = rustix::mount::mount(
+        "tmpfs",
+        magic.as_str(),
+        "tmpfs",
+        flags,
+        Some(data.as_c_str()),
+    );
+    finish_mount2(r, target, what, opts)
+}
+
+fn mount2_args(
+    what: &Path,
+    opts: &TmpfsOptions,
+) -> Result<(rustix::mount::MountFlags, std::ffi::CString)> {
     let data = std::ffi::CString::new(opts.data())
         .map_err(|e| Error::new("mount tmpfs on", what.display(), std::io::Error::other(e)))?;
     let mut flags = rustix::mount::MountFlags::empty();
@@ -149,19 +185,67 @@ pub fn mount_tmpfs(target: BorrowedFd<'_>, what: &Path, opts: &TmpfsOptions) -> 
     if opts.noexec {
         flags |= rustix::mount::MountFlags::NOEXEC;
     }
-    match rustix::mount::mount(
-        "tmpfs",
-        magic.as_str(),
-        "tmpfs",
-        flags,
-        Some(data.as_c_str()),
-    ) {
+    Ok((flags, data))
+}
+
+/// A refusal is final; any other failure of `mount(2)` is retried option by option.
+fn finish_mount2(
+    r: rustix::io::Result<()>,
+    target: BorrowedFd<'_>,
+    what: &Path,
+    opts: &TmpfsOptions,
+) -> Result<()> {
+    match r {
         Ok(()) => Ok(()),
         Err(e) if e == rustix::io::Errno::PERM || e == rustix::io::Errno::ACCESS => {
             Err(Error::errno("mount tmpfs on", what.display(), e))
         }
         Err(_) => mount_tmpfs_fd_api(target, what, opts),
     }
+}
+
+thread_local! {
+    /// The working directory the thread had when it first called [`in_dir`], once the thread
+    /// has a filesystem context (cwd, root, umask) of its own.
+    static OWN_CWD: std::cell::OnceCell<rustix::fd::OwnedFd> = const { std::cell::OnceCell::new() };
+}
+
+/// Runs `f` with the calling thread's working directory at `dir`, and moves it back after.
+///
+/// Threads share one working directory unless they unshare it: the first call on a thread
+/// gives the thread a filesystem context of its own (`unshare(CLONE_FS)`), so that no other
+/// thread of the process sees its working directory move, nor moves it meanwhile. (Threads
+/// this thread creates afterwards share its context, and may see `dir` as their working
+/// directory while `f` runs; runplane resolves no path against the working directory.)
+/// Fails, and `f` is not run, when the thread cannot have a context of its own (a seccomp
+/// filter refusing `unshare`) or cannot enter `dir`.
+pub fn in_dir<R>(dir: BorrowedFd<'_>, f: impl FnOnce() -> R) -> rustix::io::Result<R> {
+    OWN_CWD.with(|cell| {
+        let back = match cell.get() {
+            Some(fd) => fd,
+            None => {
+                // SAFETY: CLONE_FS only gives this thread its own copy of the cwd, root and
+                // umask; no fd table is unshared, so every fd stays valid on every thread.
+                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }?;
+                let here = rustix::fs::open(
+                    ".",
+                    rustix::fs::OFlags::PATH
+                        | rustix::fs::OFlags::DIRECTORY
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )?;
+                cell.get_or_init(|| here)
+            }
+        };
+        rustix::process::fchdir(dir)?;
+        let r = f();
+        // Back where the thread was: an O_PATH fd of a directory is always enterable (even
+        // deleted). Were it not, the thread would stay in `dir`, harmless to a program that
+        // resolves nothing against its working directory.
+        let restored = rustix::process::fchdir(back);
+        debug_assert!(restored.is_ok(), "fchdir back failed: {restored:?}");
+        Ok(r)
+    })
 }
 
 /// The same through the fd-based mount API, option by option.
@@ -252,6 +336,49 @@ pub fn unmount_lazy(parent: &Dir, name: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cwd_of(task: &str) -> std::path::PathBuf {
+        std::fs::read_link(format!("/proc/{task}/cwd")).unwrap()
+    }
+
+    #[test]
+    fn in_dir_moves_only_this_threads_cwd_and_moves_it_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = std::fs::canonicalize(tmp.path()).unwrap().join("a");
+        std::fs::create_dir(&a).unwrap();
+        let dir = std::fs::File::open(&a).unwrap();
+        let spawner = format!("self/task/{}", rustix::thread::gettid().as_raw_nonzero());
+        let before = cwd_of(&spawner);
+        let a2 = a.clone();
+        std::thread::spawn(move || {
+            let mine = cwd_of("thread-self");
+            for _ in 0..2 {
+                // Inside: this thread is in `a`; the thread that spawned it is not.
+                let (inside, other) = in_dir(dir.as_fd(), || {
+                    (cwd_of("thread-self"), cwd_of(&spawner))
+                })
+                .unwrap();
+                assert_eq!(inside, a2);
+                assert_eq!(other, before);
+                assert_eq!(cwd_of("thread-self"), mine, "moved back");
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn in_dir_into_something_not_a_directory_fails_without_running() {
+        let f = tempfile::tempfile().unwrap();
+        let mut ran = false;
+        let e = std::thread::scope(|s| {
+            s.spawn(|| in_dir(f.as_fd(), || ran = true).unwrap_err())
+                .join()
+                .unwrap()
+        });
+        assert_eq!(e, rustix::io::Errno::NOTDIR);
+        assert!(!ran);
+    }
 
     #[test]
     fn data_string_lists_options_in_mount8_form() {

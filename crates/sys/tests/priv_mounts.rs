@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, symlink};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use runplane_sys::dir::{Dir, Resolve};
@@ -34,17 +35,33 @@ fn priv_tmpfs_options_owner_mode_and_limits_are_real() {
         let mi = mountinfo::find(u.mount_id().unwrap())
             .unwrap()
             .expect("mount in mountinfo");
-        // The fd-based API (the diagnostic path) makes the same mount.
-        parent.mkdir("v", 0o755).unwrap();
-        let v = parent.open_dir("v", Resolve::STRICT).unwrap();
-        runplane_sys::tmpfs::mount_tmpfs_fd_api(v.fd(), &p.scratch.join("v"), &o).unwrap();
-        let vm = parent.open_dir("v", Resolve::STRICT).unwrap();
-        let vi = mountinfo::find(vm.mount_id().unwrap())
-            .unwrap()
-            .expect("fd-api mount in mountinfo");
+        // The fallbacks, mount(2) on the /proc/self/fd magic link and the fd-based API (also
+        // the diagnostic path), make the same mount.
+        type Mount = fn(BorrowedFd<'_>, &Path, &TmpfsOptions) -> runplane_sys::Result<()>;
+        let others: [(&str, Mount); 2] = [
+            ("v", runplane_sys::tmpfs::mount_tmpfs_via_proc),
+            ("w", runplane_sys::tmpfs::mount_tmpfs_fd_api),
+        ];
+        for (name, mount) in others {
+            parent.mkdir(name, 0o755).unwrap();
+            let v = parent.open_dir(name, Resolve::STRICT).unwrap();
+            mount(v.fd(), &p.scratch.join(name), &o).unwrap();
+            let vm = parent.open_dir(name, Resolve::STRICT).unwrap();
+            assert_ne!(vm.mount_id().unwrap(), v.mount_id().unwrap(), "{name}");
+            let vi = mountinfo::find(vm.mount_id().unwrap())
+                .unwrap()
+                .expect("mount in mountinfo");
+            assert_eq!(
+                (vi.mount_options.as_str(), vi.super_options.as_str()),
+                (mi.mount_options.as_str(), mi.super_options.as_str()),
+                "{name}"
+            );
+        }
+        // The fast path mounted on the directory itself, and left the cwd where it was.
+        assert_ne!(u.mount_id().unwrap(), parent.mount_id().unwrap());
         assert_eq!(
-            (vi.mount_options.as_str(), vi.super_options.as_str()),
-            (mi.mount_options.as_str(), mi.super_options.as_str())
+            std::fs::read_link("/proc/thread-self/cwd").unwrap(),
+            std::env::current_dir().unwrap()
         );
         assert_eq!(mi.fstype, "tmpfs");
         assert_eq!(mi.option("size"), Some("1024k"), "{mi:?}");
