@@ -354,10 +354,8 @@ mod tests {
             let mine = cwd_of("thread-self");
             for _ in 0..2 {
                 // Inside: this thread is in `a`; the thread that spawned it is not.
-                let (inside, other) = in_dir(dir.as_fd(), || {
-                    (cwd_of("thread-self"), cwd_of(&spawner))
-                })
-                .unwrap();
+                let (inside, other) =
+                    in_dir(dir.as_fd(), || (cwd_of("thread-self"), cwd_of(&spawner))).unwrap();
                 assert_eq!(inside, a2);
                 assert_eq!(other, before);
                 assert_eq!(cwd_of("thread-self"), mine, "moved back");

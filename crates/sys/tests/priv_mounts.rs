@@ -2,8 +2,8 @@
 //! own private mount namespace (runplane-testkit); skipped with a message when not root.
 
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, symlink};
 use std::os::fd::BorrowedFd;
+use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::Path;
 
 use runplane_sys::dir::{Dir, Resolve};

@@ -77,33 +77,9 @@ pub struct Store {
     live_bytes: u64,
 }
 
-/// [`Line`] as written: borrowing the record, so that a change never copies the user.
-#[derive(Serialize)]
-#[serde(rename_all = "snake_case")]
-enum LineOut<'a> {
-    Set {
-        version: u32,
-        user: &'a User,
-        sessions: &'a [Session],
-    },
-    Delete(u32),
-}
-
-fn encode(line: &LineOut<'_>) -> Vec<u8> {
-    // Room for a user with a few sessions and the newline, without growing on the way.
-    let mut v = Vec::with_capacity(512);
-    // serde_json escapes control characters in strings: a line never contains '\n'.
-    serde_json::to_writer(&mut v, line).expect("a record serializes");
-    v
-}
-
-/// The line that sets `user`'s record.
+/// The line that sets `user`'s record (written by hand, byte for byte serde_json's: line.rs).
 fn set_line(user: &User, sessions: &[Session]) -> Vec<u8> {
-    encode(&LineOut::Set {
-        version: 1,
-        user,
-        sessions,
-    })
+    crate::line::set(1, user, sessions)
 }
 
 impl Store {
@@ -263,7 +239,7 @@ impl Store {
         let Some(old) = self.live.get(&uid).copied() else {
             return Ok(());
         };
-        self.journal.append(encode(&LineOut::Delete(uid)))?;
+        self.journal.append(crate::line::delete(uid))?;
         self.live.remove(&uid);
         self.live_bytes -= old;
         Ok(())
