@@ -212,6 +212,18 @@ pub const STOP_WAIT: Duration = Duration::from_secs(5);
 /// removes what it made on this thread.
 const STACK_SIZE: usize = 2 << 20;
 
+thread_local! {
+    static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one of the control socket's. Such a thread serves one
+/// connection, so a request may block on it (an NSS lookup through LDAP) and hold up nothing
+/// but itself: what would be handed to the runtime's blocking pool elsewhere runs inline,
+/// without two cross-thread wakeups on the request's path.
+pub fn may_block() -> bool {
+    SERVING.get()
+}
+
 #[derive(Debug, Default)]
 struct Pool {
     /// Threads waiting in `accept`.
@@ -312,6 +324,7 @@ impl Server {
     /// A serving thread: takes connections and serves each to its end, until stopped or no
     /// longer needed.
     fn run(self: Arc<Self>) {
+        SERVING.set(true);
         // Pages of its own: a request touches only the first one or two.
         let mut buf = match runplane_sys::mem::PageBuffer::new(MAX_MESSAGE) {
             Ok(b) => b,

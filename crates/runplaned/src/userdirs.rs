@@ -504,9 +504,14 @@ impl Userdirs {
             ));
         }
         let uid = account.uid;
-        let list = tokio::task::spawn_blocking(move || runplane_userdirs::ipc::list(uid))
-            .await
-            .map_err(|e| err(Code::EIO, e.to_string()))?;
+        // Reads /proc/sysvipc and /dev/shm: blocking, inline only on a control thread.
+        let list = if crate::control::may_block() {
+            runplane_userdirs::ipc::list(uid)
+        } else {
+            tokio::task::spawn_blocking(move || runplane_userdirs::ipc::list(uid))
+                .await
+                .map_err(|e| err(Code::EIO, e.to_string()))?
+        };
         Ok(list
             .into_iter()
             .map(|o| runplane_proto::IpcObject {
@@ -670,7 +675,8 @@ fn spawn_leader_set(tx: UnboundedSender<Event>) -> Result<rustix::fd::OwnedFd, S
     Ok(adder)
 }
 
-/// NSS lookups may block (LDAP, sssd): off the event loop, unless the databases are local files.
+/// NSS lookups may block (LDAP, sssd): off the event loop, unless the databases are local
+/// files or the caller is a control thread (which serves one connection and may block).
 async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, ErrorReply> {
     let local = *NSS_LOCAL.get_or_init(|| {
         accounts::nss_is_local(
@@ -679,7 +685,7 @@ async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, Error
                 .as_deref(),
         )
     });
-    let r = if local {
+    let r = if local || crate::control::may_block() {
         accounts::lookup(user.as_deref(), uid)
     } else {
         tokio::task::spawn_blocking(move || accounts::lookup(user.as_deref(), uid))
