@@ -91,11 +91,7 @@ struct Inner {
     root: Root,
     store: Store,
     lc: Lifecycle,
-    /// Each live session's leader pidfd, registered (edge-triggered) in `leader_epoll`;
-    /// dropping the fd ends the watch. One task waits on the set: a session costs a map
-    /// entry, not a task.
-    leaders: HashMap<SessionId, rustix::fd::OwnedFd>,
-    leader_epoll: rustix::fd::OwnedFd,
+    leaders: std::sync::Arc<Leaders>,
     /// Started after the answer of the request that asked for them (see crate::after).
     watchers: HashMap<u32, std::sync::Arc<Deferred>>,
     timers: HashMap<u32, std::sync::Arc<Deferred>>,
@@ -104,6 +100,45 @@ struct Inner {
     /// from mountinfo for its first page and kept until its last, or until the mount table
     /// changes (10,000 users take about 80 pages; mountinfo then has 10,000 lines).
     listing: Option<(runplane_sys::mountinfo::Table, HashMap<u64, String>)>,
+}
+
+/// Each live session's leader pidfd, registered (edge-triggered) in one epoll set that one
+/// task waits on: a session costs a map entry, not a task. Dropping a pidfd (closing it)
+/// ends its watch. Shared with the registrations left for after a request's answer; its
+/// lock is taken after `Inner`'s, never before.
+struct Leaders {
+    epoll: rustix::fd::OwnedFd,
+    fds: Mutex<HashMap<SessionId, rustix::fd::OwnedFd>>,
+}
+
+impl Leaders {
+    fn fds(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, rustix::fd::OwnedFd>> {
+        self.fds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops watching the session's leader (closing its pidfd leaves the epoll set).
+    fn forget(&self, id: SessionId) {
+        self.fds().remove(&id);
+    }
+
+    /// Adds the session's pidfd to the set, if the session has not ended meanwhile (its fd
+    /// is looked up under the lock: a number closed and reused since cannot be added).
+    fn watch(&self, id: SessionId, pid: i32, events: &UnboundedSender<Event>) {
+        use rustix::event::epoll;
+        let fds = self.fds();
+        let Some(fd) = fds.get(&id) else { return };
+        // Edge-triggered: one event when the leader exits (a pidfd stays readable after). An
+        // already exited leader is reported at once (epoll_ctl checks readiness on ADD).
+        if let Err(e) = epoll::add(
+            &self.epoll,
+            fd,
+            epoll::EventData::new_u64(id),
+            epoll::EventFlags::IN | epoll::EventFlags::ET,
+        ) {
+            tracing::error!(session = id, pid, "unable to watch the session leader: {e}");
+            let _ = events.send(Event::LeaderExited(id));
+        }
+    }
 }
 
 /// A listing's mount options to be read again (see `Inner::stale_listing`).
@@ -178,9 +213,11 @@ impl Userdirs {
         // Ids below the reservation may have been handed out before a crash: start above it.
         let floor = store.id_reservation().map_err(|e| e.to_string())?;
         let lc = Lifecycle::new(policy_of(&cfg), floor);
-        let leader_epoll = spawn_leader_set(events.clone())?;
+        let leaders = std::sync::Arc::new(Leaders {
+            epoll: spawn_leader_set(events.clone())?,
+            fds: Mutex::new(HashMap::new()),
+        });
         let mut inner = Inner {
-            leader_epoll,
             reserved: floor,
             names: HashMap::new(),
             mount: mount_policy(&cfg),
@@ -188,7 +225,7 @@ impl Userdirs {
             root,
             store,
             lc,
-            leaders: HashMap::new(),
+            leaders,
             watchers: HashMap::new(),
             timers: HashMap::new(),
             events,
@@ -254,7 +291,7 @@ impl Userdirs {
         let now = now_ms();
         let actions = match ev {
             Event::LeaderExited(id) => {
-                i.leaders.remove(&id);
+                i.leaders.forget(id);
                 match i.lc.close(id, now) {
                     Ok(a) => {
                         tracing::debug!(session = id, "session ended: its leader exited");
@@ -409,7 +446,7 @@ impl Userdirs {
                 ),
             ));
         }
-        i.leaders.remove(&id); // closes the pidfd, which leaves the epoll set
+        i.leaders.forget(id);
         let actions =
             i.lc.close(id, now_ms())
                 .map_err(|e| err(Code::ENOENT, e.to_string()))?;
@@ -860,7 +897,7 @@ impl Inner {
                             .map(|u| u.sessions.clone())
                             .unwrap_or_default()
                         {
-                            self.leaders.remove(&id);
+                            self.leaders.forget(id);
                         }
                         queue.extend(self.lc.create_failed(uid));
                     }
@@ -969,28 +1006,15 @@ impl Inner {
         }
     }
 
+    /// Pins the session's leader (its pidfd, kept until the session ends) and watches it
+    /// for its exit. The epoll registration waits until the answer is sent (crate::after): it
+    /// costs a login about 4 us here (bench/c), and nothing is missed meanwhile, since
+    /// adding a pidfd whose process has exited already reports the exit at once.
     fn watch_leader(&mut self, id: SessionId, leader: Process) {
-        use rustix::event::epoll;
-        // Edge-triggered: one event when the leader exits (a pidfd stays readable after). An
-        // already exited leader is reported at once (epoll_ctl checks readiness on ADD).
-        match epoll::add(
-            &self.leader_epoll,
-            leader.fd(),
-            epoll::EventData::new_u64(id),
-            epoll::EventFlags::IN | epoll::EventFlags::ET,
-        ) {
-            Ok(()) => {
-                self.leaders.insert(id, leader.into_fd());
-            }
-            Err(e) => {
-                tracing::error!(
-                    session = id,
-                    pid = leader.pid(),
-                    "unable to watch the session leader: {e}"
-                );
-                let _ = self.events.send(Event::LeaderExited(id));
-            }
-        }
+        let pid = leader.pid();
+        self.leaders.fds().insert(id, leader.into_fd());
+        let (leaders, events) = (self.leaders.clone(), self.events.clone());
+        crate::after::later(move || leaders.watch(id, pid, &events));
     }
 
     fn watch_processes(&mut self, uid: u32) {

@@ -1224,3 +1224,35 @@ fn priv_a_tree_as_deep_as_the_remover_goes_is_removed_and_the_daemon_keeps_servi
         assert_eq!(d.stop(), ExitStatus::Exited(0));
     });
 }
+
+/// The leader's watch is registered after the answer is sent: a leader that has exited by
+/// then (here: before the session was even asked for, a zombie not yet reaped, whose pidfd
+/// opens and is readable) still ends its session at once.
+#[test]
+fn priv_a_leader_dead_before_its_watch_is_registered_ends_its_session() {
+    require_root!();
+    run_private(users(1), |p| {
+        let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
+        let d = start(&cfg);
+        let alive = sleeper();
+        let live = open(2000, alive.id());
+        let zombie = Proc(Command::new("true").spawn().unwrap());
+        let stat = format!("/proc/{}/stat", zombie.id());
+        eventually("the child is a zombie", || {
+            std::fs::read_to_string(&stat)
+                .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+        });
+        let dead = open(2000, zombie.id());
+        assert!(!dead.created);
+        eventually("the dead leader's session ends", || {
+            status().userdirs[0].sessions == vec![live.id]
+        });
+        // The live one is still watched: its leader's exit ends it too.
+        kill(alive);
+        eventually("the last session ends", || {
+            state_of(2000).as_deref() == Some("grace")
+        });
+        kill(zombie);
+        assert_eq!(d.stop(), ExitStatus::Exited(0));
+    });
+}
