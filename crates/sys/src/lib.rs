@@ -14,8 +14,9 @@
 //! | [`remove`] | recursive removal that never follows symlinks and never crosses mounts |
 //! | [`atomic`] | atomic state files (`.new` + fsync + rename + fsync of the directory) |
 //! | [`journal`] | append-only journals: one `write` per change, torn tails dropped, atomic compaction |
-//! | [`tmpfs`] | tmpfs mounts through the fd-based mount API, usage via statvfs, unmount |
+//! | [`tmpfs`] | tmpfs mounts on a pinned directory fd (`mount(2)`, or the fd-based API), usage via statvfs, unmount |
 //! | [`mountinfo`] | `/proc/self/mountinfo` parsing |
+//! | [`statmount`] | one mount's options by `statmount(2)`, in mountinfo's form |
 //! | [`scm`] | `SCM_RIGHTS` and `SCM_CREDENTIALS` send/receive, `SO_PEERCRED` |
 //! | [`pidfd`] | pidfds and process identity across pid reuse (pidfs inode or start time) |
 //! | [`spawn`] | process spawn without forking the caller (`clone(CLONE_VM|CLONE_VFORK)`) |
@@ -40,6 +41,7 @@ pub mod pidfd;
 pub mod remove;
 pub mod scm;
 pub mod spawn;
+pub mod statmount;
 pub mod tmpfs;
 
 #[cfg(feature = "tokio")]

@@ -326,3 +326,91 @@ fn priv_an_open_mount_table_sees_mounts_and_unmounts() {
         assert!(!t.read().unwrap().iter().any(|m| m.id == id));
     });
 }
+
+/// statmount(2)'s answer, written in mountinfo's form, is mountinfo's text for mounts with
+/// every per-mount and per-superblock flag, a read-only bind of a writable superblock, and
+/// the namespace's /run; mounts without options of their own (/proc here) get no answer, for
+/// the caller to read mountinfo.
+#[test]
+fn priv_statmount_options_read_as_mountinfo_shows_them() {
+    use rustix::mount::{MountFlags, mount, mount_remount};
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let s = &p.scratch;
+        let noswap = if kernel_has_noswap().unwrap() {
+            ",noswap"
+        } else {
+            ""
+        };
+        let cases: [(&str, MountFlags, String); 4] = [
+            (
+                "user",
+                MountFlags::NODEV | MountFlags::NOSUID,
+                format!("size=1m,nr_inodes=64,mode=0700,uid=1000,gid=1001{noswap}"),
+            ),
+            (
+                "ro",
+                MountFlags::RDONLY | MountFlags::NOEXEC | MountFlags::NOATIME,
+                "size=64k".into(),
+            ),
+            (
+                "flags",
+                MountFlags::NODIRATIME
+                    | MountFlags::NOSYMFOLLOW
+                    | MountFlags::SYNCHRONOUS
+                    | MountFlags::DIRSYNC
+                    | MountFlags::LAZYTIME,
+                "size=64k,huge=within_size".into(),
+            ),
+            // No filesystem options to show: statmount sets no MNT_OPTS, the caller reads
+            // mountinfo (Ok(None)).
+            ("strict", MountFlags::STRICTATIME, String::new()),
+        ];
+        let mut paths = vec![];
+        for (name, flags, data) in &cases {
+            let at = s.join(name);
+            std::fs::create_dir(&at).unwrap();
+            let data = std::ffi::CString::new(data.as_str()).unwrap();
+            mount("tmpfs", &at, "tmpfs", *flags, data.as_c_str()).unwrap();
+            paths.push(at);
+        }
+        // A read-only bind of the writable "user" superblock: "ro,...,rw,...".
+        let bind = s.join("bind");
+        std::fs::create_dir(&bind).unwrap();
+        mount(&paths[0], &bind, "", MountFlags::BIND, None).unwrap();
+        mount_remount(&bind, MountFlags::BIND | MountFlags::RDONLY, c"").unwrap();
+        paths.push(bind);
+        paths.push("/run".into());
+        paths.push("/proc".into());
+        let mut seen_ro_bind = false;
+        for path in &paths {
+            let d = Dir::open(path).unwrap();
+            let m = runplane_sys::statmount::options(d.fd(), path).unwrap();
+            let Some(m) = m else {
+                if path == &paths[0] {
+                    eprintln!("statmount cannot report options on this kernel (< 6.11): skipped");
+                    return;
+                }
+                // Neither has options of its own filesystem to show.
+                assert!(
+                    path.ends_with("strict") || path == Path::new("/proc"),
+                    "no answer for {}",
+                    path.display()
+                );
+                continue;
+            };
+            assert_eq!(m.id, d.mount_id().unwrap(), "{}", path.display());
+            let mi = mountinfo::find(m.id).unwrap().expect("in mountinfo");
+            assert_eq!(
+                m.options,
+                format!("{},{}", mi.mount_options, mi.super_options),
+                "{}",
+                path.display()
+            );
+            seen_ro_bind |= m
+                .options
+                .starts_with("ro,relatime,rw,size=1024k,nr_inodes=64");
+        }
+        assert!(seen_ro_bind, "the read-only bind shows as such");
+    });
+}
