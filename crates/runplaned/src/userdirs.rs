@@ -586,10 +586,13 @@ impl Userdirs {
         }
     }
 
-    /// One page of `status.userdirs`: the caller's users (root: all) above uid `after`,
-    /// starting under the lock `i` of `m`. The lock is not held while the mount table is
-    /// read (all of mountinfo: 10,000 lines with 10,000 users) nor while each entry's usage
-    /// is read (an open and a statvfs each): a login waits for neither.
+    /// A page of `status.userdirs` (see `Inner::entries`) with each entry's usage (and, for
+    /// a user's own status, mount options) filled in, starting under the lock `i` of `m`. The lock is not held
+    /// while the mount table is read (all of mountinfo: 10,000 lines with 10,000 users) nor
+    /// while each entry's usage is read (an open and a statvfs each): a login waits for
+    /// neither. A user's own status (its one entry) asks statmount(2) for its mount alone,
+    /// where the kernel can say, instead of reading the whole table: no local user can make
+    /// the daemon parse every mount per request.
     fn entries<'m>(
         &self,
         m: &'m Mutex<Inner>,
@@ -597,7 +600,8 @@ impl Userdirs {
         cred: Cred,
         after: Option<u32>,
     ) -> (Vec<UserdirStatus>, bool) {
-        if let Some(stale) = i.stale_listing(after.is_none()) {
+        let one_by_one = cred.uid != 0;
+        if !one_by_one && let Some(stale) = i.stale_listing(after.is_none()) {
             // A dir mounted while the table is read shows no options on this page; the table
             // then reads as changed, and the next page reads it again.
             drop(i);
@@ -606,15 +610,35 @@ impl Userdirs {
             i.listing = fresh;
         }
         let (mut page, more) = i.entries(cred, after);
+        // The mount each entry's dir was made on, to be asked about: only ours is shown.
+        let ours: Vec<Option<u64>> = page
+            .iter()
+            .map(|e| {
+                one_by_one
+                    .then(|| i.lc.user(e.uid)?.dir?.mount_id)
+                    .flatten()
+            })
+            .collect();
         drop(i);
-        for e in &mut page {
-            let usage = self
+        for (e, ours) in page.iter_mut().zip(ours) {
+            let (usage, mount) = self
                 .usage_root
                 .as_ref()
-                .and_then(|r| r.usage(e.uid).ok().flatten())
+                .and_then(|r| r.status_of(e.uid, ours.is_some()).ok().flatten())
                 .unwrap_or_default();
             e.bytes_used = usage.bytes_used;
             e.inodes_used = usage.inodes_used;
+            let Some(id) = ours else { continue };
+            e.options = match mount {
+                Some(m) if m.id == id => m.options,
+                Some(_) => String::new(),
+                // This kernel cannot say: the table, this once.
+                None => runplane_sys::mountinfo::find(id)
+                    .ok()
+                    .flatten()
+                    .map(|mi| format!("{},{}", mi.mount_options, mi.super_options))
+                    .unwrap_or_default(),
+            };
         }
         (page, more)
     }

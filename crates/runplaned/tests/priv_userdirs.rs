@@ -339,6 +339,23 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
                 .all(|u| u["uid"] == 2500),
             "u0 sees another user: {v}"
         );
+        // Its own entry's options (statmount, for its mount alone) read as root's listing
+        // (mountinfo) shows them.
+        let root_view = status()
+            .userdirs
+            .into_iter()
+            .find(|u| u.uid == 2500)
+            .unwrap();
+        assert!(
+            root_view.options.contains("uid=2500"),
+            "{}",
+            root_view.options
+        );
+        assert_eq!(
+            v["userdirs"][0]["options"].as_str(),
+            Some(root_view.options.as_str()),
+            "{v}"
+        );
         let out = run(
             &cli,
             &["session", "close", &root_s.id.to_string()],

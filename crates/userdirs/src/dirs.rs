@@ -333,9 +333,28 @@ impl Root {
 
     /// Space and inode use of `uid`'s directory (`None` when it does not exist).
     pub fn usage(&self, uid: u32) -> Result<Option<Usage>, DirError> {
+        Ok(self.status_of(uid, false)?.map(|(u, _)| u))
+    }
+
+    /// Space and inode use of `uid`'s directory and, when `mount` is asked, the mount it is
+    /// on as `statmount(2)` shows it (`None` where the kernel cannot say: read mountinfo).
+    /// `None` when the directory does not exist.
+    pub fn status_of(
+        &self,
+        uid: u32,
+        mount: bool,
+    ) -> Result<Option<(Usage, Option<runplane_sys::statmount::Mount>)>, DirError> {
         let name = uid.to_string();
         match self.dir.open_dir(&name, Resolve::STRICT) {
-            Ok(d) => Ok(Some(tmpfs::usage(d.fd(), d.path())?)),
+            Ok(d) => {
+                let usage = tmpfs::usage(d.fd(), d.path())?;
+                let m = if mount {
+                    runplane_sys::statmount::options(d.fd(), d.path())?
+                } else {
+                    None
+                };
+                Ok(Some((usage, m)))
+            }
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => Ok(None),
             Err(e) => Err(e.into()),
         }
