@@ -587,12 +587,12 @@ impl Userdirs {
     }
 
     /// A page of `status.userdirs` (see `Inner::entries`) with each entry's usage (and, for
-    /// a user's own status, mount options) filled in, starting under the lock `i` of `m`. The lock is not held
-    /// while the mount table is read (all of mountinfo: 10,000 lines with 10,000 users) nor
-    /// while each entry's usage is read (an open and a statvfs each): a login waits for
-    /// neither. A user's own status (its one entry) asks statmount(2) for its mount alone,
-    /// where the kernel can say, instead of reading the whole table: no local user can make
-    /// the daemon parse every mount per request.
+    /// a user's own status, mount options) filled in, starting under the lock `i` of `m`.
+    /// The lock is not held while the mount table is read (all of mountinfo: 10,000 lines
+    /// with 10,000 users) nor while each entry's usage is read (an open and a statvfs each):
+    /// a login waits for neither. A user's own status (its one entry) asks statmount(2) for
+    /// its mount alone, where the kernel can say, instead of reading the whole table: no
+    /// local user can make the daemon parse every mount per request.
     fn entries<'m>(
         &self,
         m: &'m Mutex<Inner>,
@@ -1032,7 +1032,7 @@ impl Inner {
 
     /// Pins the session's leader (its pidfd, kept until the session ends) and watches it
     /// for its exit. The epoll registration waits until the answer is sent (crate::after): it
-    /// costs a login about 4 us here (bench/c), and nothing is missed meanwhile, since
+    /// costs a login about 4 us here (BENCHMARKS.md), and nothing is missed meanwhile, since
     /// adding a pidfd whose process has exited already reports the exit at once.
     fn watch_leader(&mut self, id: SessionId, leader: Process) {
         let pid = leader.pid();
