@@ -135,10 +135,13 @@ pub fn options(fd: BorrowedFd<'_>, what: &Path) -> Result<Option<Mount>> {
     let head = unsafe { *buf.as_ptr().cast::<StatmountHead>() };
     let needed = STATMOUNT_SB_BASIC | STATMOUNT_MNT_BASIC | STATMOUNT_MNT_OPTS;
     if head.mask & needed != needed {
-        // A kernel with statmount but without options (6.8-6.10).
+        // A kernel with statmount but without options (6.8-6.10), or a filesystem with no
+        // options of its own to show.
         return Ok(None);
     }
-    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    // SAFETY: the same `len` initialized bytes of `buf`, seen as bytes (u8 has no alignment
+    // and every bit pattern is valid); `buf` outlives the slice.
+    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
     let end = (head.size as usize).min(bytes.len());
     let fs_opts = string_at(&bytes[..end], head.mnt_opts as usize);
     Ok(Some(Mount {
