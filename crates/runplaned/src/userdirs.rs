@@ -116,9 +116,14 @@ impl Leaders {
         self.fds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stops watching the session's leader (closing its pidfd leaves the epoll set).
+    /// Stops watching the session's leader (closing its pidfd leaves the epoll set). On a
+    /// control thread the pidfd is closed after the answer is sent: closing an fd in an epoll
+    /// set unlinks it there, about 3 us of a logout here (BENCHMARKS.md). Meanwhile the session
+    /// is no longer in the set's map, so an exit reported for it finds no session.
     fn forget(&self, id: SessionId) {
-        self.fds().remove(&id);
+        if let Some(fd) = self.fds().remove(&id) {
+            crate::after::later(move || drop(fd));
+        }
     }
 
     /// Adds the session's pidfd to the set, if the session has not ended meanwhile (its fd
