@@ -11,6 +11,9 @@ pub struct Options {
     /// Export the runtime dir even when the login runs inside another uid's session (su/sudo).
     pub allow_su: bool,
     pub debug: bool,
+    /// `test_panic`, known to debug builds only (release builds report it as unknown): the
+    /// module panics on open, so that a test can see the panic caught at the FFI boundary.
+    pub test_panic: bool,
 }
 
 impl Default for Options {
@@ -20,6 +23,7 @@ impl Default for Options {
             timeout: Duration::from_millis(3000),
             allow_su: false,
             debug: false,
+            test_panic: false,
         }
     }
 }
@@ -44,6 +48,7 @@ impl Options {
                 },
                 None if a == "allow_su" => o.allow_su = true,
                 None if a == "debug" => o.debug = true,
+                None if cfg!(debug_assertions) && a == "test_panic" => o.test_panic = true,
                 _ => problems.push(format!("ignoring unknown argument {a:?}")),
             }
         }
@@ -64,7 +69,8 @@ mod tests {
                 socket: "/tmp/c".into(),
                 timeout: Duration::from_millis(250),
                 allow_su: true,
-                debug: true
+                debug: true,
+                test_panic: false,
             }
         );
         assert!(p.is_empty());

@@ -56,6 +56,9 @@ pub fn bus_address(dir: &str, uid: u32) -> Option<String> {
 impl<T: ModuleClient> PamModule<T> for Module {
     fn open_session(handle: &mut T, args: Vec<&CStr>, _flags: BaseFlags) -> Result<()> {
         let opts = options(handle, &args);
+        if opts.test_panic {
+            panic!("pam_runplane: panicking as test_panic asks");
+        }
         let user = handle.username(None)?;
         let Some(user) = user.to_str().map(str::to_owned) else {
             nonstick::error!(

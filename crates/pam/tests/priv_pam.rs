@@ -156,6 +156,34 @@ fn eventually(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// The module links its unwinder statically (build.rs): it must not pull libgcc_s.so.1 into
+/// the login process, and a panic inside it must still unwind to the `catch_unwind` of its
+/// FFI shell, so that the login goes on without the module (debug builds know `test_panic`).
+#[test]
+fn a_panic_in_the_module_is_caught_and_it_needs_no_libgcc_s() {
+    let out = std::process::Command::new("readelf")
+        .args(["-d", module().to_str().unwrap()])
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "{out:?}");
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = dynamic.lines().filter(|l| l.contains("(NEEDED)")).collect();
+    assert!(needed.iter().any(|l| l.contains("libc.so")), "{dynamic}");
+    assert!(
+        !needed.iter().any(|l| l.contains("libgcc_s")),
+        "the module needs libgcc_s: {needed:?}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("rp-pam-panic-{}", std::process::id()));
+    let confdir = pam_d(&dir, "rp-panic", "test_panic");
+    let pam = Pam::start(&confdir, "rp-panic", "root");
+    // pam_permit says yes, the panicking optional module is ignored: the session opens.
+    assert_eq!(pam.open(), 0, "pam_open_session through a panicking module");
+    assert_eq!(pam.getenv("XDG_RUNTIME_DIR"), None);
+    drop(pam);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn priv_libpam_session_exports_runtime_dir_and_bus_and_close_removes() {
     require_root!();
