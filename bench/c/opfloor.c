@@ -3,7 +3,9 @@
  * request, only the system calls that any manager of runtime dirs must make, and nothing else:
  *
  *   'p'   nothing: a bare round trip (the ping-pong floor)
- *   'm'   mkdirat + mount(2) of a limited tmpfs, then what 'o' does: a first open
+ *   'M'   mkdirat + mount(2) of a limited tmpfs, nothing else: the issue's floor for a first
+ *         open (a mount and a round trip), paid as a woken server pays it
+ *   'm'   what 'M' does, then what 'o' does: a first open
  *   'o'   pidfd_open of the client + epoll_ctl(ADD) + a 320-byte O_APPEND write, as a further
  *         open does (pin and watch the leader, persist the change)
  *   'c'   close of the oldest such pidfd + a 320-byte write, as a close does
@@ -52,7 +54,7 @@ int main(int argc, char **argv) {
     line[sizeof line - 1] = '\n';
     int mounts = 0, opens = 0, closes = 0;
     while (recv(s, &op, 1, 0) == 1) {
-        if (op == 'm') {
+        if (op == 'm' || op == 'M') {
             int uid = 40000 + mounts++;
             snprintf(name, sizeof name, "%d", uid);
             snprintf(opts, sizeof opts, "mode=0700,uid=%d,gid=%d,size=1048576,nr_inodes=256", uid, uid);
@@ -72,7 +74,7 @@ int main(int argc, char **argv) {
             if (write(log, line, sizeof line) != sizeof line) { perror("write"); return 111; }
             struct itimerspec in10min = { .it_value = { .tv_sec = 600 } };
             if (op == 'l' && timerfd_settime(grace, 0, &in10min, NULL)) { perror("timerfd"); return 111; }
-        } else if (op != 'p') {
+        } else if (op != 'p' && op != 'M') {
             fprintf(stderr, "opfloor: unknown request %c\n", op);
             return 100;
         }

@@ -18,8 +18,9 @@
 //!   first, each followed by a bare round trip; last, FURTHER users' first sessions are closed
 //!   (each their user's last: the grace period starts). Prints `ping`, `first`, `further`,
 //!   `close`, `last_close` and their floors `floor_ping`, `floor_mount`, `floor_open`,
-//!   `floor_close`, `floor_last_close`, and `rtt` (p50 p99 mean, µs), then `rss_kib N` and
-//!   `idle_wakeups N`.
+//!   `floor_close`, `floor_last_close`, `floor_bare_mount` (the C server's mkdirat + mount(2)
+//!   alone, asked after each first open too), and `rtt` (p50 p99 mean, µs), then `rss_kib N`
+//!   and `idle_wakeups N`.
 
 use std::time::{Duration, Instant};
 
@@ -212,16 +213,19 @@ fn userdirs(args: &[String]) {
     }
     println!("ping {}", summary(t));
     println!("floor_ping {}", summary(f));
-    let (mut rtt, mut t, mut f, mut firsts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut rtt, mut t, mut f, mut bare) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut firsts = Vec::new();
     for uid in first_uid..first_uid + users {
         let (d, id) = open(&mut c, uid);
         t.push(d);
         firsts.push(id);
         f.push(floor.request(b'm'));
+        bare.push(floor.request(b'M'));
         rtt.push(floor.request(b'p'));
     }
     println!("first {}", summary(t));
     println!("floor_mount {}", summary(f));
+    println!("floor_bare_mount {}", summary(bare));
     let (mut ids, mut t, mut f) = (Vec::new(), Vec::new(), Vec::new());
     for uid in first_uid..first_uid + further.min(users) {
         let (d, id) = open(&mut c, uid);
