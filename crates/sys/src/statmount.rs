@@ -72,10 +72,10 @@ const ATTR_NODIRATIME: u64 = 0x80;
 const ATTR_IDMAP: u64 = 0x0010_0000;
 const ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 // SB_* as statmount reports them.
-const SB_RDONLY: u32 = 1;
-const SB_SYNCHRONOUS: u32 = 16;
-const SB_DIRSYNC: u32 = 128;
-const SB_LAZYTIME: u32 = 1 << 25;
+const SB_RDONLY: u64 = 1;
+const SB_SYNCHRONOUS: u64 = 16;
+const SB_DIRSYNC: u64 = 128;
+const SB_LAZYTIME: u64 = 1 << 25;
 
 /// A mount as `statmount` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub fn options(fd: BorrowedFd<'_>, what: &Path) -> Result<Option<Mount>> {
     let fs_opts = string_at(&bytes[..end], head.mnt_opts as usize);
     Ok(Some(Mount {
         id: u64::from(head.mnt_id_old),
-        options: mountinfo_form(head.mnt_attr, head.sb_flags, fs_opts),
+        options: mountinfo_form(head.mnt_attr, u64::from(head.sb_flags), fs_opts),
     }))
 }
 
@@ -161,47 +161,46 @@ fn string_at(bytes: &[u8], off: usize) -> &str {
 
 /// mountinfo's options fields (proc(5): fields 6 and 11, joined with `,`) from what statmount
 /// reports, in the order the kernel's show_mountinfo writes them.
-fn mountinfo_form(attr: u64, sb_flags: u32, fs_opts: &str) -> String {
+fn mountinfo_form(attr: u64, sb_flags: u64, fs_opts: &str) -> String {
+    // Each flag set in `value` of `flags`, in their order.
+    fn push_set(s: &mut String, value: u64, flags: &[(u64, &str)]) {
+        for &(bit, name) in flags {
+            if value & bit != 0 {
+                s.push_str(name);
+            }
+        }
+    }
     let mut s = String::with_capacity(64 + fs_opts.len());
     s.push_str(if attr & ATTR_RDONLY != 0 { "ro" } else { "rw" });
-    for (bit, name) in [
+    let nosuid = [
         (ATTR_NOSUID, ",nosuid"),
         (ATTR_NODEV, ",nodev"),
         (ATTR_NOEXEC, ",noexec"),
-    ] {
-        if attr & bit != 0 {
-            s.push_str(name);
-        }
-    }
+    ];
+    push_set(&mut s, attr, &nosuid);
     if attr & ATTR_ATIME_MASK == ATTR_NOATIME {
         s.push_str(",noatime");
     }
-    if attr & ATTR_NODIRATIME != 0 {
-        s.push_str(",nodiratime");
-    }
+    push_set(&mut s, attr, &[(ATTR_NODIRATIME, ",nodiratime")]);
     if attr & ATTR_ATIME_MASK == ATTR_RELATIME {
         s.push_str(",relatime");
     }
-    if attr & ATTR_NOSYMFOLLOW != 0 {
-        s.push_str(",nosymfollow");
-    }
-    if attr & ATTR_IDMAP != 0 {
-        s.push_str(",idmapped");
-    }
+    let rest = [
+        (ATTR_NOSYMFOLLOW, ",nosymfollow"),
+        (ATTR_IDMAP, ",idmapped"),
+    ];
+    push_set(&mut s, attr, &rest);
     s.push_str(if sb_flags & SB_RDONLY != 0 {
         ",ro"
     } else {
         ",rw"
     });
-    for (bit, name) in [
+    let sb = [
         (SB_SYNCHRONOUS, ",sync"),
         (SB_DIRSYNC, ",dirsync"),
         (SB_LAZYTIME, ",lazytime"),
-    ] {
-        if sb_flags & bit != 0 {
-            s.push_str(name);
-        }
-    }
+    ];
+    push_set(&mut s, sb_flags, &sb);
     if !fs_opts.is_empty() {
         s.push(',');
         s.push_str(fs_opts);
