@@ -986,7 +986,17 @@ impl Inner {
             self.remove_ipc(uid);
         }
         match self.root.remove(uid) {
-            Ok(r) => {
+            Ok(runplane_userdirs::dirs::Removed {
+                report: r,
+                not_emptied,
+            }) => {
+                if let Some(e) = not_emptied {
+                    tracing::warn!(
+                        uid,
+                        "{e}; detached and removed {} with what it held",
+                        self.root.user_path(uid).display()
+                    );
+                }
                 if existed {
                     for m in &r.mounts_skipped {
                         tracing::info!(uid, "detached {} with the runtime dir", m.display());
@@ -995,6 +1005,7 @@ impl Inner {
                         uid,
                         files = r.files,
                         dirs = r.dirs,
+                        moved_up = r.moved,
                         "removed {}",
                         self.root.user_path(uid).display()
                     );

@@ -1216,17 +1216,18 @@ fn priv_a_journal_torn_by_a_crash_loses_only_the_unanswered_change() {
 }
 
 #[test]
-fn priv_a_tree_as_deep_as_the_remover_goes_is_removed_and_the_daemon_keeps_serving() {
+fn priv_a_tree_deeper_than_the_remover_goes_is_removed_and_the_daemon_keeps_serving() {
     require_root!();
     run_private(users_at(2350, 1), |p| {
         let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
         let d = start(&cfg);
         let leader = sleeper();
         let s = open(2350, leader.id());
-        // What the user made: a tree as deep as the remover goes, with a file at the bottom
-        // (one frame per level: 256 levels must fit any thread the removal runs on).
+        // What the user made (`mkdir d; cd d` in a loop): a tree three times deeper than the
+        // remover descends (one frame per level: 256 levels must fit any thread the removal
+        // runs on; deeper directories are moved up), with a file at the bottom.
         let mut path = std::path::PathBuf::from("/run/user/2350");
-        for _ in 0..runplane_sys::remove::MAX_DEPTH - 1 {
+        for _ in 0..3 * runplane_sys::remove::MAX_DEPTH {
             path.push("d");
             std::fs::create_dir(&path).unwrap();
         }
@@ -1236,6 +1237,13 @@ fn priv_a_tree_as_deep_as_the_remover_goes_is_removed_and_the_daemon_keeps_servi
         eventually("the deep dir is removed", || {
             !Path::new("/run/user/2350").exists()
         });
+        assert!(
+            runplane_sys::mountinfo::read()
+                .unwrap()
+                .iter()
+                .all(|m| !m.mount_point.starts_with("/run/user/2350")),
+            "nothing of the user's stays mounted"
+        );
         assert!(state_of(2350).is_none());
         client().ping().unwrap();
         assert_eq!(d.stop(), ExitStatus::Exited(0));

@@ -7,6 +7,13 @@
 //! symlink is removed as a link, a directory renamed away meanwhile is simply not found, and
 //! a directory whose mount id differs from its parent's (a bind or FUSE mount inside the tree)
 //! is left alone and reported.
+//!
+//! Depth costs one fd and one stack frame per level, so the walk goes at most [`MAX_DEPTH`]
+//! levels down. A user can make a tree of any depth (`mkdir d; cd d` in a loop), and a tree the
+//! remover cannot finish must not keep a runtime dir alive: a directory found at that depth is
+//! moved, with `renameat2(RENAME_NOREPLACE)` between two directories held open, to the top of
+//! the tree being removed, under a new name, and removed from there on a later pass. It never
+//! leaves the tree (nor its mount: every directory entered is on the tree's mount).
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -16,8 +23,17 @@ use rustix::io::Errno;
 use crate::dir::{Dir, Kind, Resolve};
 use crate::error::{Error, Result};
 
-/// How deep the remover descends before it gives up (each level holds one fd).
+/// How deep the remover descends (each level holds one fd and one stack frame); a directory
+/// deeper than this is moved to the top of the tree and removed from there.
 pub const MAX_DEPTH: usize = 256;
+/// The most directories one removal moves up (each carries up to [`MAX_DEPTH`] levels): far
+/// beyond any tree an inode-limited tmpfs can hold, and a bound against a writer who keeps
+/// deepening the tree while it is removed.
+pub const MAX_MOVES: u64 = 1 << 16;
+/// The name a moved directory gets at the top of the tree, followed by a number.
+const MOVED_PREFIX: &str = ".runplane-deep-";
+// The errors spell both limits out.
+const _: () = assert!(MAX_DEPTH == 256 && MAX_MOVES == 65536);
 
 /// What a removal did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -28,14 +44,26 @@ pub struct Report {
     pub dirs: u64,
     /// Mount points found inside the tree and left in place (with everything above them).
     pub mounts_skipped: Vec<PathBuf>,
+    /// Directories deeper than [`MAX_DEPTH`] moved to the top of the tree to be removed there.
+    pub moved: u64,
+}
+
+/// The directory at the top of the tree being removed (where deep directories are moved) and
+/// the mount every directory entered must be on.
+struct Tree<'a> {
+    top: Option<&'a Dir>,
+    mnt: u64,
 }
 
 /// Removes everything inside `dir`, leaving `dir` itself. Mount points inside are skipped and
 /// reported, so the directories above them cannot be removed either and stay.
 pub fn empty_dir(dir: &Dir) -> Result<Report> {
     let mut report = Report::default();
-    let mnt = dir.mount_id()?;
-    empty_inner(dir, mnt, 0, &mut report)?;
+    let tree = Tree {
+        top: Some(dir),
+        mnt: dir.mount_id()?,
+    };
+    empty_inner(dir, &tree, 0, &mut report)?;
     Ok(report)
 }
 
@@ -44,8 +72,11 @@ pub fn empty_dir(dir: &Dir) -> Result<Report> {
 /// reported in `mounts_skipped`. A missing `name` is not an error.
 pub fn remove_tree(parent: &Dir, name: impl AsRef<OsStr>) -> Result<Report> {
     let mut report = Report::default();
-    let mnt = parent.mount_id()?;
-    remove_entry(parent, name.as_ref(), None, mnt, 0, &mut report)?;
+    let tree = Tree {
+        top: None, // `name` itself, once entered
+        mnt: parent.mount_id()?,
+    };
+    remove_entry(parent, name.as_ref(), None, &tree, 0, &mut report)?;
     Ok(report)
 }
 
@@ -53,7 +84,7 @@ fn remove_entry(
     parent: &Dir,
     name: &OsStr,
     kind: Option<Kind>,
-    mnt: u64,
+    tree: &Tree<'_>,
     depth: usize,
     report: &mut Report,
 ) -> Result<()> {
@@ -73,24 +104,22 @@ fn remove_entry(
             // Gone meanwhile, or replaced by a directory: look again once.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
-                remove_entry(parent, name, Some(Kind::Directory), mnt, depth, report)
+                remove_entry(parent, name, Some(Kind::Directory), tree, depth, report)
             }
             Err(e) => Err(e),
         };
     }
-    if depth >= MAX_DEPTH {
-        return Err(Error::errno(
-            "remove (tree deeper than 256 levels)",
-            parent.path().join(name).display(),
-            Errno::LOOP,
-        ));
+    if depth >= MAX_DEPTH
+        && let Some(top) = tree.top
+    {
+        return move_up(parent, name, top, report);
     }
     let child = match parent.open_dir(name, Resolve::STRICT) {
         Ok(d) => d,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         // Replaced by a symlink or a file since the listing: remove that as a link.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
-            return remove_entry(parent, name, Some(Kind::File), mnt, depth, report);
+            return remove_entry(parent, name, Some(Kind::File), tree, depth, report);
         }
         // A mount that refuses even root (FUSE without allow_other): not ours to enter. If
         // mountinfo shows a mount there, skip it as any other mount; else it is a real error.
@@ -107,12 +136,17 @@ fn remove_entry(
         }
         Err(e) => return Err(e),
     };
-    if child.mount_id()? != mnt {
+    if child.mount_id()? != tree.mnt {
         report.mounts_skipped.push(child.path().to_owned());
         return Ok(());
     }
     let before = report.mounts_skipped.len();
-    empty_inner(&child, mnt, depth + 1, report)?;
+    // The first directory entered is the top of the tree.
+    let below = Tree {
+        top: Some(tree.top.unwrap_or(&child)),
+        mnt: tree.mnt,
+    };
+    empty_inner(&child, &below, depth + 1, report)?;
     if report.mounts_skipped.len() > before {
         // Something below is mounted: this directory cannot be empty.
         return Ok(());
@@ -127,19 +161,66 @@ fn remove_entry(
     }
 }
 
-fn empty_inner(dir: &Dir, mnt: u64, depth: usize, report: &mut Report) -> Result<()> {
+/// Moves the directory `name` of `parent` (at the depth limit) to `top` under a free name, to
+/// be removed from there: both are directories of the tree, held open, on its mount.
+fn move_up(parent: &Dir, name: &OsStr, top: &Dir, report: &mut Report) -> Result<()> {
+    let from = parent.path().join(name);
+    if report.moved >= MAX_MOVES {
+        return Err(Error::errno(
+            "remove (more than 65536 directories deeper than 256 levels)",
+            from.display(),
+            Errno::LOOP,
+        ));
+    }
+    // A name the user made may be taken: the next number then (NOREPLACE never clobbers).
+    for n in report.moved.. {
+        let to = format!("{MOVED_PREFIX}{n}");
+        match rustix::fs::renameat_with(
+            parent.fd(),
+            name,
+            top.fd(),
+            to.as_str(),
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {
+                report.moved = n + 1;
+                return Ok(());
+            }
+            Err(Errno::EXIST) if n < report.moved + 1024 => continue,
+            // Gone meanwhile: nothing left to remove.
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => {
+                return Err(Error::errno(
+                    "move up (deeper than 256 levels)",
+                    format_args!("{} to {}", from.display(), top.path().display()),
+                    e,
+                ));
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn empty_inner(dir: &Dir, tree: &Tree<'_>, depth: usize, report: &mut Report) -> Result<()> {
     // A writer racing us can add entries after the listing; a few passes settle it, and
-    // what is still there afterwards makes the final rmdir fail with ENOTEMPTY, loudly.
-    for _ in 0..4 {
+    // what is still there afterwards makes the final rmdir fail with ENOTEMPTY, loudly. At
+    // the top of the tree, a pass that moved deep directories up is followed by another.
+    let mut passes = 0;
+    while passes < 4 {
         let entries = dir.entries()?;
         if entries.is_empty() {
             break;
         }
+        let moved = report.moved;
         for e in entries {
-            remove_entry(dir, &e.name, Some(e.kind), mnt, depth, report)?;
+            remove_entry(dir, &e.name, Some(e.kind), tree, depth, report)?;
         }
         if !report.mounts_skipped.is_empty() {
             break;
+        }
+        let at_top = tree.top.is_some_and(|t| std::ptr::eq(t, dir));
+        if !(at_top && report.moved > moved) {
+            passes += 1;
         }
     }
     Ok(())
@@ -217,15 +298,42 @@ mod tests {
     }
 
     #[test]
-    fn too_deep_is_an_error_naming_the_path() {
+    fn a_tree_of_any_depth_is_removed_within_the_depth_limit() {
+        // Deeper than the walk goes, twice over, below a name a moved directory would take
+        // and a symlink out of the tree that must not be followed on the way.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("precious"), b"keep").unwrap();
         let t = tempfile::tempdir().unwrap();
-        let mut p = t.path().join("deep");
-        for _ in 0..(MAX_DEPTH + 2) {
+        let top = t.path().join("deep");
+        let mut p = top.clone();
+        for i in 0..(2 * MAX_DEPTH + 10) {
+            p.push("d");
+            std::fs::create_dir_all(&p).unwrap();
+            if i % 100 == 0 {
+                symlink(outside.path(), p.join("out")).unwrap();
+            }
+        }
+        std::fs::write(p.join("f"), b"x").unwrap();
+        std::fs::write(top.join(format!("{MOVED_PREFIX}0")), b"mine").unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        let r = remove_tree(&d, "deep").unwrap();
+        assert!(!top.exists());
+        assert_eq!(r.moved, 2, "{r:?}");
+        assert_eq!(r.dirs, 2 * MAX_DEPTH as u64 + 10 + 1, "{r:?}");
+        assert_eq!(r.files, 1 + 1 + 6, "{r:?}");
+        assert_eq!(
+            std::fs::read(outside.path().join("precious")).unwrap(),
+            b"keep"
+        );
+        // The same when only the contents go: the top stays, empty.
+        let mut p = t.path().join("kept");
+        for _ in 0..(MAX_DEPTH + 1) {
             p.push("d");
         }
         std::fs::create_dir_all(&p).unwrap();
-        let d = Dir::open(t.path()).unwrap();
-        let e = remove_tree(&d, "deep").unwrap_err();
-        assert!(e.to_string().contains("deeper than 256"), "{e}");
+        let kept = Dir::open(t.path().join("kept")).unwrap();
+        let r = empty_dir(&kept).unwrap();
+        assert_eq!((r.moved, r.dirs), (1, MAX_DEPTH as u64 + 1), "{r:?}");
+        assert_eq!(std::fs::read_dir(t.path().join("kept")).unwrap().count(), 0);
     }
 }

@@ -46,6 +46,16 @@ pub struct MountPolicy {
     pub mpol: Option<String>,
 }
 
+/// What [`Root::remove`] did.
+#[derive(Debug, Default)]
+pub struct Removed {
+    /// What was unlinked, moved up and found mounted inside.
+    pub report: Report,
+    /// Why the directory could not be emptied before it was unmounted and removed (its
+    /// contents then went with the mount).
+    pub not_emptied: Option<runplane_sys::Error>,
+}
+
 /// The open `/run/user` and what the kernel supports.
 #[derive(Debug)]
 pub struct Root {
@@ -271,24 +281,33 @@ impl Root {
     /// Removes `uid`'s directory: children, lazy unmount (taking nested mounts with it), then
     /// the directory and anything a mount hid. Missing is fine. Nested mounts found on the way
     /// are reported in the result.
-    pub fn remove(&self, uid: u32) -> Result<Report, DirError> {
+    ///
+    /// Emptying first frees a tmpfs's memory at once, even while a process still holds it
+    /// open after the unmount. When emptying fails (a writer racing it past every pass, a
+    /// file the kernel will not unlink), the unmount and the removal go on all the same, so
+    /// that nothing of the user's stays mounted: the failure is in [`Removed::not_emptied`].
+    pub fn remove(&self, uid: u32) -> Result<Removed, DirError> {
         let name = uid.to_string();
         let mut report = Report::default();
+        let mut not_emptied = None;
         match self.dir.stat(&name)? {
-            None => return Ok(report),
+            None => return Ok(Removed::default()),
             Some(st) if kind_of(&st) != Kind::Directory => {
                 self.dir.unlink(&name)?;
                 report.files += 1;
-                return Ok(report);
+                return Ok(Removed {
+                    report,
+                    not_emptied,
+                });
             }
             Some(_) => {}
         }
         {
             let d = self.dir.open_dir(&name, Resolve::STRICT)?;
-            let r = remove::empty_dir(&d)?;
-            report.files += r.files;
-            report.dirs += r.dirs;
-            report.mounts_skipped = r.mounts_skipped;
+            match remove::empty_dir(&d) {
+                Ok(r) => report = r,
+                Err(e) => not_emptied = Some(e),
+            }
         }
         // Unmount until the name is a plain directory again (stacked mounts, if any).
         for _ in 0..8 {
@@ -312,13 +331,17 @@ impl Root {
         let r = remove::remove_tree(&self.dir, &name)?;
         report.files += r.files;
         report.dirs += r.dirs;
+        report.moved += r.moved;
         if let Some(m) = r.mounts_skipped.first() {
             return Err(DirError::UnsafeRoot {
                 path: m.clone(),
                 why: "a mount inside could not be detached".into(),
             });
         }
-        Ok(report)
+        Ok(Removed {
+            report,
+            not_emptied,
+        })
     }
 
     /// A second handle on the same root (a duplicated fd), for reading usage without the

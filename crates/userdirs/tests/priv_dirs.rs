@@ -111,12 +111,12 @@ fn priv_user_dir_is_a_limited_tmpfs_with_exact_options() {
             Backend::Tmpfs
         );
         // Removal by numeric uid leaves nothing.
-        let rep = r.remove(1000).unwrap();
+        let rep = r.remove(1000).unwrap().report;
         assert!(rep.files >= 1, "{rep:?}");
         assert!(!Path::new("/run/user/1000").exists());
         assert!(mount_of(Path::new("/run/user/1000")).is_none());
         assert!(
-            r.remove(1000).unwrap().files == 0,
+            r.remove(1000).unwrap().report.files == 0,
             "removing a missing dir is fine"
         );
     });
@@ -204,7 +204,7 @@ fn priv_removal_under_attack_touches_nothing_outside() {
         runplane_testkit::mount_tmpfs(&u.join("nested-tmpfs"), "size=64k");
         std::fs::write(u.join("nested-tmpfs/x"), b"y").unwrap();
 
-        let rep = r.remove(1000).unwrap();
+        let rep = r.remove(1000).unwrap().report;
         let mut skipped: Vec<_> = rep
             .mounts_skipped
             .iter()
@@ -221,5 +221,59 @@ fn priv_removal_under_attack_touches_nothing_outside() {
         );
         assert_eq!(std::fs::read(outside.join("sub/f")).unwrap(), b"keep");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+    });
+}
+
+#[test]
+fn priv_a_tree_deeper_than_the_remover_goes_is_removed() {
+    require_root!();
+    run_private(Setup::default(), |_| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        r.create(1000, 1000, 4 << 20, 4096, &policy()).unwrap();
+        let u = Path::new("/run/user/1000");
+        // What `mkdir d; cd d` in a loop makes: three times deeper than the walk goes.
+        let mut p = u.to_path_buf();
+        for _ in 0..3 * runplane_sys::remove::MAX_DEPTH {
+            p.push("d");
+            std::fs::create_dir(&p).unwrap();
+        }
+        std::fs::write(p.join("f"), b"x").unwrap();
+        let removed = r.remove(1000).unwrap();
+        assert!(removed.not_emptied.is_none(), "{removed:?}");
+        assert_eq!(removed.report.moved, 2, "{removed:?}");
+        // Every level, and the user's directory itself.
+        assert_eq!(
+            removed.report.dirs,
+            3 * runplane_sys::remove::MAX_DEPTH as u64 + 1,
+            "{removed:?}"
+        );
+        assert!(!u.exists());
+        assert!(mount_of(u).is_none());
+    });
+}
+
+#[test]
+fn priv_a_dir_that_cannot_be_emptied_is_unmounted_and_removed_all_the_same() {
+    require_root!();
+    run_private(Setup::default(), |_| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
+        let u = Path::new("/run/user/1000");
+        // An immutable file: not even root may unlink it, so the tree cannot be emptied.
+        std::fs::create_dir(u.join("sub")).unwrap();
+        let stuck = u.join("sub/stuck");
+        std::fs::write(&stuck, b"x").unwrap();
+        let f = std::fs::File::open(&stuck).unwrap();
+        rustix::fs::ioctl_setflags(&f, rustix::fs::IFlags::IMMUTABLE).unwrap();
+        drop(f);
+        let removed = r.remove(1000).unwrap();
+        let e = removed.not_emptied.expect("emptying fails");
+        assert_eq!(
+            e.to_string(),
+            "unable to remove /run/user/1000/sub/stuck: Operation not permitted (os error 1)"
+        );
+        // The tmpfs went with what it held: nothing of the user's stays mounted or in /run/user.
+        assert!(!u.exists());
+        assert!(mount_of(u).is_none());
     });
 }
