@@ -9,7 +9,7 @@
 //! processes (this daemon among them), so for root `processes` behaves as `sessions`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -695,6 +695,9 @@ fn libc_esrch() -> i32 {
 /// Whether NSS is local files only (read once at start): then lookups run inline.
 static NSS_LOCAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
+/// The shortest time between two scans of /proc for one uid's processes.
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Creates the epoll set of leader pidfds and the one task that reports its events as
 /// `LeaderExited`. Returns a second handle on the set, for adding pidfds.
 fn spawn_leader_set(tx: UnboundedSender<Event>) -> Result<rustix::fd::OwnedFd, String> {
@@ -1028,11 +1031,11 @@ impl Inner {
         if uid < ipc::FIRST_REGULAR_UID {
             return;
         }
-        let procs = runplane_userdirs::procs::pids_of(std::path::Path::new("/proc"), uid);
-        if !procs.is_empty() {
+        let procs = runplane_userdirs::procs::pids_of(Path::new("/proc"), uid);
+        if procs.any() {
             tracing::info!(
                 uid,
-                processes = procs.len(),
+                processes = procs.pids.len(),
                 "keeping IPC objects: processes of the uid still run"
             );
             return;
@@ -1057,35 +1060,57 @@ impl Inner {
         crate::after::later(move || leaders.watch(id, pid, &events));
     }
 
+    /// Watches every process of `uid` until none is left, then reports `ProcessesGone`. The
+    /// scan of /proc is repeated when all the processes it found have exited (others may have
+    /// started meanwhile), at most once per [`RESCAN_INTERVAL`]: a user whose processes hop
+    /// from one pid to the next (each starting the next and exiting) would otherwise make the
+    /// daemon read every process's status as fast as the user can fork.
     fn watch_processes(&mut self, uid: u32) {
         let tx = self.events.clone();
         let h = spawn_later(async move {
+            let mut last_scan: Option<tokio::time::Instant> = None;
             loop {
                 if uid == 0 {
                     break;
                 }
-                let pids = tokio::task::spawn_blocking(move || {
-                    runplane_userdirs::procs::pids_of(std::path::Path::new("/proc"), uid)
+                if let Some(t) = last_scan {
+                    tokio::time::sleep_until(t + RESCAN_INTERVAL).await;
+                }
+                last_scan = Some(tokio::time::Instant::now());
+                // Each found pid is pinned, then checked again: one reused between the scan
+                // and its pidfd (by another uid's process) is not waited for. Processes found
+                // but gone before they were pinned may have started others: scan again.
+                let (any, pinned) = tokio::task::spawn_blocking(move || {
+                    let scan = runplane_userdirs::procs::pids_of(Path::new("/proc"), uid);
+                    let pinned: Vec<_> = scan
+                        .pids
+                        .iter()
+                        .filter_map(|&pid| {
+                            let fd = runplane_sys::pidfd::pidfd(pid).ok()?;
+                            runplane_sys::pidfd::uid_of(pid)
+                                .is_ok_and(|u| u == uid)
+                                .then_some(fd)
+                        })
+                        .collect();
+                    (scan.any(), pinned)
                 })
                 .await
-                .unwrap_or_default();
-                if pids.is_empty() {
+                // A scan that panicked said nothing: look again rather than remove.
+                .unwrap_or((true, Vec::new()));
+                if !any {
                     break;
                 }
                 tracing::debug!(
                     uid,
-                    count = pids.len(),
+                    count = pinned.len(),
                     "waiting for processes of the uid to exit"
                 );
-                let mut fds = Vec::new();
-                for pid in pids {
-                    if let Ok(p) = runplane_sys::pidfd::pidfd(pid)
-                        && let Ok(fd) =
-                            runplane_sys::asyncfd::register_with_interest(p, Interest::READABLE)
-                    {
-                        fds.push(fd);
-                    }
-                }
+                let fds: Vec<_> = pinned
+                    .into_iter()
+                    .filter_map(|p| {
+                        runplane_sys::asyncfd::register_with_interest(p, Interest::READABLE).ok()
+                    })
+                    .collect();
                 for fd in &fds {
                     let _ = fd.readable().await;
                 }

@@ -269,6 +269,82 @@ fn priv_processes_lifetime_keeps_the_dir_while_a_process_of_the_user_runs() {
     });
 }
 
+/// A user whose processes hop from pid to pid (each starts the next and exits) so that the
+/// set the daemon waits for keeps emptying: the daemon scans /proc again at most once a
+/// second, not once per hop, and the dir still goes once the hopping stops.
+#[test]
+fn priv_processes_hopping_from_pid_to_pid_cost_one_scan_a_second() {
+    require_root!();
+    run_private(users_at(2360, 1), |p| {
+        let cfg = config(p, "lifetime = \"processes\"\ngrace = \"0\"\n");
+        let d = start(&cfg);
+        let hop = Path::new("/run/hop");
+        std::fs::write(
+            hop,
+            "#!/bin/sh\n# hop N STOPFILE: sleep a little, start the next hop, exit\n\
+             [ \"$1\" -gt 0 ] && [ ! -e \"$2\" ] || exit 0\n\
+             sleep 0.02\n\
+             \"$0\" $(($1 - 1)) \"$2\" &\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(hop, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        // The chain ends at the stop file (written by the guard, also when the test fails),
+        // or by itself after its hops.
+        let stop = "/run/hop.stop";
+        struct Stop(&'static str);
+        impl Drop for Stop {
+            fn drop(&mut self) {
+                let _ = std::fs::write(self.0, b"");
+            }
+        }
+        let guard = Stop(stop);
+        let leader = sleeper();
+        let s = open(2360, leader.id());
+        let first = SysProc(
+            runplane_sys::spawn::Spawn::new("/run/hop")
+                .args(["500", stop])
+                .credentials(Credentials {
+                    uid: 2360,
+                    gid: 2360,
+                    groups: vec![],
+                })
+                .spawn()
+                .unwrap(),
+        );
+        client().session_close(s.id).unwrap();
+        eventually("the user waits for its processes", || {
+            state_of(2360).as_deref() == Some("waiting-for-processes")
+        });
+        let scans = || {
+            d.log()
+                .lines()
+                .filter(|l| l.contains("uid=2360") && l.contains("waiting for processes"))
+                .count()
+        };
+        let (t0, before) = (Instant::now(), scans());
+        std::thread::sleep(Duration::from_millis(2500));
+        let (secs, during) = (t0.elapsed().as_secs_f64(), scans() - before);
+        assert!(
+            (during as f64) <= secs.ceil() + 1.0,
+            "{during} scans in {secs:.1} s"
+        );
+        assert!(
+            Path::new("/run/user/2360").exists(),
+            "removed under a running process: {}",
+            d.log()
+        );
+        drop(guard);
+        drop(first);
+        eventually("the dir goes once the hopping stopped", || {
+            !Path::new("/run/user/2360").exists()
+        });
+        eventually("no hop is left", || {
+            !runplane_userdirs::procs::pids_of(Path::new("/proc"), 2360).any()
+        });
+        kill(leader);
+    });
+}
+
 #[test]
 fn priv_unprivileged_peers_are_confined_to_themselves() {
     require_root!();

@@ -23,29 +23,106 @@ fn is_kernel_thread(status: &str) -> bool {
         || !status.lines().any(|l| l.starts_with("VmSize:"))
 }
 
-/// Pids of the live user-space processes whose real uid is `uid`, under `proc_root`
-/// (normally `/proc`). Processes that exit during the scan are skipped.
-pub fn pids_of(proc_root: &Path, uid: u32) -> Vec<i32> {
-    let Ok(rd) = std::fs::read_dir(proc_root) else {
-        return Vec::new();
+/// What a scan of `/proc` for one uid's processes found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Pids of live user-space processes of the uid, ascending.
+    pub pids: Vec<i32>,
+    /// Whether an empty `pids` means none: `false` when processes kept appearing and
+    /// vanishing as fast as the scan looked again (see [`pids_of`]): treat as "some run".
+    pub settled: bool,
+}
+
+impl Scan {
+    /// Whether the uid may still have processes: some were found, or the scan could not say.
+    pub fn any(&self) -> bool {
+        !self.pids.is_empty() || !self.settled
+    }
+}
+
+/// How often [`pids_of`] lists `/proc` again, at most, before it gives up settling.
+pub const MAX_ROUNDS: usize = 16;
+
+/// What one pid's status says, as far as a scan for `uid` cares.
+enum Seen {
+    /// A live user-space process of `uid`.
+    Live,
+    /// Of `uid` and exited (a zombie), or exited before its status could be read: it may
+    /// have started another process after the listing that showed it.
+    MayHaveForked,
+    /// Anything else: another uid, a kernel thread.
+    Other,
+}
+
+fn look(proc_root: &Path, pid: i32, uid: u32) -> Seen {
+    let Ok(status) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("status")) else {
+        return Seen::MayHaveForked;
     };
+    if parse_real_uid(&status) != Some(uid) {
+        return Seen::Other;
+    }
+    if status.contains("State:\tZ") || status.contains("State:\tX") {
+        return Seen::MayHaveForked;
+    }
+    if is_kernel_thread(&status) {
+        // Exiting (its memory is gone already), or a kernel thread.
+        return Seen::MayHaveForked;
+    }
+    Seen::Live
+}
+
+fn list(proc_root: &Path) -> Option<Vec<i32>> {
+    let rd = std::fs::read_dir(proc_root).ok()?;
+    Some(
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .collect(),
+    )
+}
+
+/// The live user-space processes whose real uid is `uid`, under `proc_root` (normally
+/// `/proc`). Processes that exit during the scan are left out.
+///
+/// A listing of `/proc` is a snapshot: a process that starts another and exits between the
+/// listing and the reading of its status leaves only a child the listing does not show (the
+/// kernel's directory position is at its end). A user whose processes hop from pid to pid
+/// so would pass for gone. So when nothing live was found but a listed process of the uid
+/// exited (or vanished unread), `/proc` is listed again and the pids new since are read,
+/// until a round leaves no such doubt: the new rounds read only the few pids born meanwhile,
+/// and are over in microseconds. After [`MAX_ROUNDS`] the scan is not `settled`.
+pub fn pids_of(proc_root: &Path, uid: u32) -> Scan {
+    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for ent in rd.flatten() {
-        let Some(pid) = ent.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
+    for _ in 0..MAX_ROUNDS {
+        let Some(listed) = list(proc_root) else {
+            return Scan {
+                pids: out,
+                settled: false,
+            };
         };
-        let Ok(status) = std::fs::read_to_string(ent.path().join("status")) else {
-            continue;
-        };
-        if parse_real_uid(&status) == Some(uid)
-            && !is_kernel_thread(&status)
-            && !status.contains("State:\tZ")
-        {
-            out.push(pid);
+        let mut doubt = false;
+        for pid in listed {
+            if !seen.insert(pid) {
+                continue;
+            }
+            match look(proc_root, pid, uid) {
+                Seen::Live => out.push(pid),
+                Seen::MayHaveForked => doubt = true,
+                Seen::Other => {}
+            }
+        }
+        if !out.is_empty() || !doubt {
+            out.sort_unstable();
+            return Scan {
+                pids: out,
+                settled: true,
+            };
         }
     }
-    out.sort_unstable();
-    out
+    Scan {
+        pids: out,
+        settled: false,
+    }
 }
 
 /// Another manager of `/run/user` that runs now: `(its name, pid)`. systemd-logind and
@@ -95,16 +172,27 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        let pids = pids_of(Path::new("/proc"), me);
-        assert!(pids.contains(&(std::process::id() as i32)));
-        assert!(pids.contains(&(child.id() as i32)));
+        let scan = pids_of(Path::new("/proc"), me);
+        assert!(scan.settled && scan.any());
+        assert!(scan.pids.contains(&(std::process::id() as i32)));
+        assert!(scan.pids.contains(&(child.id() as i32)));
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(
-            !pids_of(Path::new("/proc"), me).contains(&(child.id() as i32)),
+            !pids_of(Path::new("/proc"), me)
+                .pids
+                .contains(&(child.id() as i32)),
             "zombie or dead counted"
         );
-        assert!(pids_of(Path::new("/proc"), 4_000_000).is_empty());
+        let none = pids_of(Path::new("/proc"), 4_000_000);
+        assert_eq!(
+            none,
+            Scan {
+                pids: vec![],
+                settled: true
+            }
+        );
+        assert!(!none.any());
     }
 
     #[test]

@@ -1,0 +1,81 @@
+//! Scanning /proc for a uid's processes against a user who tries to look gone: processes that
+//! hop from pid to pid (each starts the next and exits), as root, with a uid of its own.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use runplane_sys::spawn::{Credentials, Spawn};
+use runplane_testkit::{Setup, require_root, run_private};
+use runplane_userdirs::procs::pids_of;
+
+/// No other test runs processes as this uid (/proc is shared by every test).
+const UID: u32 = 2370;
+
+#[test]
+fn priv_a_user_hopping_from_pid_to_pid_is_never_scanned_as_gone() {
+    require_root!();
+    run_private(Setup::default(), |_| {
+        // Each hop starts the next right away and exits: nothing of the uid lives for more
+        // than a fork and an exec, and no process of it outlives the one it started.
+        let hop = Path::new("/run/hop");
+        std::fs::write(
+            hop,
+            "#!/bin/sh\n# hop N STOPFILE: start the next hop, exit\n\
+             [ \"$1\" -gt 0 ] && [ ! -e \"$2\" ] || exit 0\n\
+             \"$0\" $(($1 - 1)) \"$2\" &\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(hop, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        // The chain ends at the stop file, which the guard writes also when the test fails,
+        // or by itself after its hops.
+        let stop = "/run/hop.stop";
+        struct Stop(&'static str);
+        impl Drop for Stop {
+            fn drop(&mut self) {
+                let _ = std::fs::write(self.0, b"");
+            }
+        }
+        let guard = Stop(stop);
+        let first = Spawn::new("/run/hop")
+            .args(["20000", stop])
+            .credentials(Credentials {
+                uid: UID,
+                gid: UID,
+                groups: vec![],
+            })
+            .spawn()
+            .unwrap();
+        let (mut scans, mut missed, mut found) = (0, 0, 0);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) {
+            let s = pids_of(Path::new("/proc"), UID);
+            scans += 1;
+            if !s.any() {
+                missed += 1;
+            }
+            if !s.pids.is_empty() {
+                found += 1;
+            }
+        }
+        drop(guard);
+        let _ = first.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids_of(Path::new("/proc"), UID).any() {
+            assert!(Instant::now() < deadline, "the chain did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(scans > 10, "{scans} scans");
+        assert_eq!(
+            missed, 0,
+            "{missed} of {scans} scans saw the hopping user gone"
+        );
+        // Not by giving up: nearly every scan found the hop that was alive.
+        assert!(
+            found * 10 >= scans * 9,
+            "{found} of {scans} scans found a live hop"
+        );
+        // Once the chain is over, the uid has no process, and the scan says so for sure.
+        let s = pids_of(Path::new("/proc"), UID);
+        assert!(s.settled && s.pids.is_empty(), "{s:?}");
+    });
+}
