@@ -131,8 +131,10 @@ impl Daemon {
                     l.pending_restart = running.restart_only_changes(&new);
                     // userdirs.root and linger_dir were fixed at start too.
                     l.pending_restart.retain(|k| !k.starts_with("userdirs."));
-                    l.pending_restart
-                        .extend(self.userdirs.reconfigure(&new.userdirs));
+                    l.pending_restart.extend(
+                        self.userdirs
+                            .reconfigure(&new.userdirs, new.daemon.max_clients),
+                    );
                     l.config = new;
                     l.path = path;
                     l.generation += 1;
@@ -233,7 +235,12 @@ fn start_userdirs(
             root.display()
         );
     }
-    match Userdirs::start(config.userdirs.clone(), state.dir(), events) {
+    match Userdirs::start(
+        config.userdirs.clone(),
+        config.daemon.max_clients,
+        state.dir(),
+        events,
+    ) {
         Ok(u) => u,
         Err(e) => {
             tracing::error!("not managing user runtime dirs: {e}");

@@ -58,13 +58,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every live session holds a pidfd: lift the soft open-file limit to the hard one (as
-/// systemd does for itself) so that thousands of logins fit. The daemon starts no services
-/// yet; when it does, it must hand them the usual soft limit back (select() breaks above 1024).
+/// Every live session holds a pidfd: lift the open-file limit so that thousands of logins fit.
+/// As root, the hard limit too, to 524288 or the kernel's `fs.nr_open` if lower (what systemd
+/// gives logind; off systemd the hard limit is often the kernel's default of 4096); else the
+/// soft limit to the hard one. The daemon starts no services yet; when it does, it must hand
+/// them the usual soft limit back (select() breaks above 1024).
 fn raise_fd_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    const WANTED: u64 = 524_288;
     let l = getrlimit(Resource::Nofile);
-    if l.current < l.maximum
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(WANTED);
+    let hard = l.maximum.unwrap_or(u64::MAX);
+    let target = WANTED.min(nr_open);
+    let raised = target > hard
+        && setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: Some(target),
+            },
+        )
+        .is_ok();
+    if !raised
+        && l.current < l.maximum
         && let Err(e) = setrlimit(
             Resource::Nofile,
             Rlimit {

@@ -96,6 +96,9 @@ struct Inner {
     watchers: HashMap<u32, std::sync::Arc<Deferred>>,
     timers: HashMap<u32, std::sync::Arc<Deferred>>,
     events: UnboundedSender<Event>,
+    /// The most sessions the daemon holds at once: each pins its leader with a pidfd, and
+    /// the open-file limit must leave room for the control connections (see [`session_cap`]).
+    max_sessions: usize,
     /// The users' mount options while a paged listing of `status.userdirs` goes on: read
     /// from mountinfo for its first page and kept until its last, or until the mount table
     /// changes (10,000 users take about 80 pages; mountinfo then has 10,000 lines).
@@ -210,6 +213,7 @@ impl Userdirs {
     /// grace periods, and brings up lingering users. Must run inside the tokio runtime.
     pub fn start(
         cfg: UserdirsConfig,
+        max_clients: u32,
         state: &Dir,
         events: UnboundedSender<Event>,
     ) -> Result<Userdirs, String> {
@@ -234,6 +238,7 @@ impl Userdirs {
             watchers: HashMap::new(),
             timers: HashMap::new(),
             events,
+            max_sessions: session_cap(max_clients),
             listing: None,
         };
         if !inner.root.kernel_noswap() && inner.cfg.noswap {
@@ -270,10 +275,11 @@ impl Userdirs {
     }
 
     /// Applies a reloaded configuration: limits and timing now, root and linger dir at restart.
-    pub fn reconfigure(&self, cfg: &UserdirsConfig) -> Vec<String> {
+    pub fn reconfigure(&self, cfg: &UserdirsConfig, max_clients: u32) -> Vec<String> {
         let Ok(mut i) = self.inner() else {
             return vec![];
         };
+        i.max_sessions = session_cap(max_clients);
         let mut pending = Vec::new();
         if cfg.root != i.cfg.root {
             pending.push("userdirs.root".to_owned());
@@ -385,6 +391,7 @@ impl Userdirs {
             }
         }
         let mut i = self.inner()?;
+        i.session_room(account.uid, cred.uid)?;
         if req.allow_nested == Some(false)
             && let Some((sid, suid)) = i.enclosing_session(pid, account.uid)
         {
@@ -697,6 +704,26 @@ static NSS_LOCAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// The shortest time between two scans of /proc for one uid's processes.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// The most processes of one uid watched at once (a pidfd each): when they have all exited,
+/// /proc is scanned again, so watching a few is as good as watching all, and a user with
+/// 100,000 processes costs the daemon no more open files than one with 64.
+pub const MAX_WATCHED: usize = 64;
+/// Open files kept for what is neither a session nor a control connection (the listener,
+/// epoll sets, the journal, reading /proc and the linger dir).
+pub const FD_RESERVE: u64 = 256;
+
+/// The most sessions that fit this process's open-file limit, given `max_clients` control
+/// connections: half of what is left after those and [`FD_RESERVE`] (the other half is for
+/// watched processes of users who logged out), and at least one.
+pub fn session_cap(max_clients: u32) -> usize {
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    session_cap_of(nofile.unwrap_or(u64::MAX), max_clients)
+}
+
+fn session_cap_of(nofile: u64, max_clients: u32) -> usize {
+    let left = nofile.saturating_sub(u64::from(max_clients) + FD_RESERVE);
+    usize::try_from(left / 2).unwrap_or(usize::MAX).max(1)
+}
 
 /// Creates the epoll set of leader pidfds and the one task that reports its events as
 /// `LeaderExited`. Returns a second handle on the set, for adding pidfds.
@@ -874,6 +901,34 @@ impl Inner {
             }
         }
         None
+    }
+
+    /// Whether one more session of `uid`, asked for by `caller`, fits the limits: the
+    /// daemon's (`max_sessions`, for everyone) and, for a user opening a session for itself,
+    /// `userdirs.max_sessions_per_user` (logins through PAM, opened by root, are not held to
+    /// it: no user can take the table or the daemon's open files by asking in a loop, and a
+    /// busy account's logins still get their dirs).
+    fn session_room(&self, uid: u32, caller: u32) -> Result<(), ErrorReply> {
+        let total = self.lc.session_count();
+        if total >= self.max_sessions {
+            return Err(err(
+                Code::EBUSY,
+                format!(
+                    "runplaned holds {total} sessions, as many as its open-file limit leaves room for (each pins its leader with a pidfd): not opening one for uid {uid}"
+                ),
+            ));
+        }
+        let held = self.lc.user(uid).map_or(0, |u| u.sessions.len());
+        let limit = self.cfg.max_sessions_per_user as usize;
+        if caller != 0 && held >= limit {
+            return Err(err(
+                Code::EBUSY,
+                format!(
+                    "uid {uid} holds {held} sessions: a user may open one for itself only while it holds fewer than {limit} (userdirs.max_sessions_per_user)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Persists a new block of session ids before the next one is handed out.
@@ -1082,9 +1137,12 @@ impl Inner {
                 // but gone before they were pinned may have started others: scan again.
                 let (any, pinned) = tokio::task::spawn_blocking(move || {
                     let scan = runplane_userdirs::procs::pids_of(Path::new("/proc"), uid);
+                    // The lowest pids, the oldest processes but after a wrap: likely the
+                    // long-lived ones (a tmux server, an agent).
                     let pinned: Vec<_> = scan
                         .pids
                         .iter()
+                        .take(MAX_WATCHED)
                         .filter_map(|&pid| {
                             let fd = runplane_sys::pidfd::pidfd(pid).ok()?;
                             runplane_sys::pidfd::uid_of(pid)
@@ -1277,5 +1335,21 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cap_leaves_room_for_connections_and_watches() {
+        // systemd's limit for logind, the kernel's default hard limit, the usual soft one.
+        assert_eq!(session_cap_of(524_288, 256), 261_888);
+        assert_eq!(session_cap_of(4096, 256), 1792);
+        assert_eq!(session_cap_of(1024, 256), 256);
+        // Nothing left: still one, so that the refusal names the limit, not a failed pidfd.
+        assert_eq!(session_cap_of(300, 4096), 1);
+        assert!(session_cap_of(u64::MAX, 4096) >= 1 << 40);
     }
 }

@@ -345,6 +345,101 @@ fn priv_processes_hopping_from_pid_to_pid_cost_one_scan_a_second() {
     });
 }
 
+/// A user asking for sessions in a loop: it may hold only `max_sessions_per_user` that it
+/// opened itself, and logins (root, as the PAM module) are not held to that. The daemon lifts
+/// its open-file limit (each session pins a pidfd) to what logind gets from systemd.
+#[test]
+fn priv_a_user_opening_sessions_in_a_loop_is_stopped_and_logins_are_not() {
+    require_root!();
+    run_private(users_at(2380, 1), |p| {
+        let cfg = config(p, "lifetime = \"sessions\"\nmax_sessions_per_user = 3\n");
+        let d = start(&cfg);
+        let u0 = Some(Credentials {
+            uid: 2380,
+            gid: 2380,
+            groups: vec![],
+        });
+        let leader = SysProc(
+            runplane_sys::spawn::Spawn::new("/bin/sleep")
+                .arg("300")
+                .credentials(u0.clone().unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = leader.0.pid().to_string();
+        let cli = common::cli();
+        let own = || {
+            run(
+                &cli,
+                &["session", "open", "--user", "u0", "--pid", &pid],
+                &[],
+                u0.clone(),
+            )
+        };
+        for _ in 0..3 {
+            let out = own();
+            assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr);
+        }
+        let out = own();
+        assert_eq!(out.status, ExitStatus::Exited(1), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(
+                "uid 2380 holds 3 sessions: a user may open one for itself only while it holds fewer than 3 (userdirs.max_sessions_per_user)"
+            ),
+            "{}",
+            out.stderr
+        );
+        // A login is not refused for it.
+        let login = open(2380, leader.0.pid() as u32);
+        assert!(!login.created);
+        let st = status();
+        assert_eq!(st.userdirs[0].session_count, 4);
+        // ... and the user still may not add one of its own.
+        assert_eq!(own().status, ExitStatus::Exited(1));
+        // The login counts as one it holds: below the limit again after two closes.
+        client().session_close(st.userdirs[0].sessions[0]).unwrap();
+        assert_eq!(own().status, ExitStatus::Exited(1));
+        client().session_close(st.userdirs[0].sessions[1]).unwrap();
+        let out = own();
+        assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr);
+        // The open-file limit the sessions' pidfds count against: the hard limit lifted to
+        // 524288 (or fs.nr_open) where root may (CAP_SYS_RESOURCE; some sandboxes drop it),
+        // and the soft one to the hard one.
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+        let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let target = 524_288.min(nr_open);
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .maximum
+            .unwrap_or(u64::MAX);
+        let may_raise = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+            .is_some_and(|c| c & (1 << 24) != 0); // CAP_SYS_RESOURCE
+        let want = if hard < target && may_raise {
+            target
+        } else {
+            hard
+        }
+        .to_string();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap();
+        assert_eq!(
+            line.split_whitespace().skip(3).take(2).collect::<Vec<_>>(),
+            [want.as_str(), want.as_str()],
+            "{line}"
+        );
+        drop(leader);
+    });
+}
+
 #[test]
 fn priv_unprivileged_peers_are_confined_to_themselves() {
     require_root!();

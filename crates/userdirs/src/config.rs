@@ -36,6 +36,7 @@ pub struct RawUserdirs {
     pub self_linger: Option<bool>,
     pub linger_dir: Option<PathBuf>,
     pub remove_ipc: Option<bool>,
+    pub max_sessions_per_user: Option<u32>,
 }
 
 /// `[userdirs]` validated, with defaults.
@@ -56,7 +57,12 @@ pub struct UserdirsConfig {
     pub self_linger: bool,
     pub linger_dir: PathBuf,
     pub remove_ipc: bool,
+    /// A non-root caller may open a session for itself only while its uid holds fewer.
+    pub max_sessions_per_user: u32,
 }
+
+/// The largest `max_sessions_per_user`.
+pub const MAX_SESSIONS_PER_USER: u32 = 65536;
 
 impl Default for UserdirsConfig {
     fn default() -> Self {
@@ -74,6 +80,7 @@ impl Default for UserdirsConfig {
             self_linger: false,
             linger_dir: PathBuf::from("/var/lib/runplane/linger"),
             remove_ipc: false,
+            max_sessions_per_user: 256,
         }
     }
 }
@@ -209,6 +216,17 @@ impl UserdirsConfig {
         if let Some(b) = raw.remove_ipc {
             c.remove_ipc = b;
         }
+        if let Some(n) = raw.max_sessions_per_user {
+            if !(1..=MAX_SESSIONS_PER_USER).contains(&n) {
+                return Err((
+                    "max_sessions_per_user",
+                    format!(
+                        "userdirs.max_sessions_per_user must be 1..={MAX_SESSIONS_PER_USER}, not {n}"
+                    ),
+                ));
+            }
+            c.max_sessions_per_user = n;
+        }
         Ok(c)
     }
 }
@@ -247,8 +265,10 @@ mod tests {
             self_linger: Some(true),
             linger_dir: Some("/var/lib/x".into()),
             remove_ipc: Some(true),
+            max_sessions_per_user: Some(8),
         };
         let c = UserdirsConfig::from_raw(raw).unwrap();
+        assert_eq!(c.max_sessions_per_user, 8);
         assert_eq!(c.size, SizeSpec::Bytes(64 << 20));
         assert_eq!(
             (c.inodes, c.budget, c.min_size),
@@ -269,6 +289,14 @@ mod tests {
         assert_eq!(bad(|r| r.min_size = Some("5%".into())).0, "min_size");
         assert_eq!(bad(|r| r.grace = Some("10 parsecs".into())).0, "grace");
         assert_eq!(bad(|r| r.linger_dir = Some("x".into())).0, "linger_dir");
+        assert_eq!(
+            bad(|r| r.max_sessions_per_user = Some(0)).0,
+            "max_sessions_per_user"
+        );
+        assert_eq!(
+            bad(|r| r.max_sessions_per_user = Some(MAX_SESSIONS_PER_USER + 1)).0,
+            "max_sessions_per_user"
+        );
         let off = UserdirsConfig::from_raw(RawUserdirs {
             budget: Some("off".into()),
             ..Default::default()

@@ -254,6 +254,11 @@ impl Lifecycle {
         self.sessions.get(&id)
     }
 
+    /// How many sessions are open, over all users.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values()
     }
