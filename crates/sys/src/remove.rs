@@ -15,6 +15,7 @@
 //! the tree being removed, under a new name, and removed from there on a later pass. It never
 //! leaves the tree (nor its mount: every directory entered is on the tree's mount).
 
+use std::cell::Cell;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
@@ -53,15 +54,19 @@ pub struct Report {
 struct Tree<'a> {
     top: Option<&'a Dir>,
     mnt: u64,
+    /// The number the next moved directory's name is tried with (one for the whole tree).
+    next_name: &'a Cell<u64>,
 }
 
 /// Removes everything inside `dir`, leaving `dir` itself. Mount points inside are skipped and
 /// reported, so the directories above them cannot be removed either and stay.
 pub fn empty_dir(dir: &Dir) -> Result<Report> {
     let mut report = Report::default();
+    let next_name = Cell::new(0);
     let tree = Tree {
         top: Some(dir),
         mnt: dir.mount_id()?,
+        next_name: &next_name,
     };
     empty_inner(dir, &tree, 0, &mut report)?;
     Ok(report)
@@ -72,9 +77,11 @@ pub fn empty_dir(dir: &Dir) -> Result<Report> {
 /// reported in `mounts_skipped`. A missing `name` is not an error.
 pub fn remove_tree(parent: &Dir, name: impl AsRef<OsStr>) -> Result<Report> {
     let mut report = Report::default();
+    let next_name = Cell::new(0);
     let tree = Tree {
         top: None, // `name` itself, once entered
         mnt: parent.mount_id()?,
+        next_name: &next_name,
     };
     remove_entry(parent, name.as_ref(), None, &tree, 0, &mut report)?;
     Ok(report)
@@ -112,7 +119,7 @@ fn remove_entry(
     if depth >= MAX_DEPTH
         && let Some(top) = tree.top
     {
-        return move_up(parent, name, top, report);
+        return move_up(parent, name, top, tree.next_name, report);
     }
     let child = match parent.open_dir(name, Resolve::STRICT) {
         Ok(d) => d,
@@ -145,6 +152,7 @@ fn remove_entry(
     let below = Tree {
         top: Some(tree.top.unwrap_or(&child)),
         mnt: tree.mnt,
+        next_name: tree.next_name,
     };
     empty_inner(&child, &below, depth + 1, report)?;
     if report.mounts_skipped.len() > before {
@@ -163,7 +171,13 @@ fn remove_entry(
 
 /// Moves the directory `name` of `parent` (at the depth limit) to `top` under a free name, to
 /// be removed from there: both are directories of the tree, held open, on its mount.
-fn move_up(parent: &Dir, name: &OsStr, top: &Dir, report: &mut Report) -> Result<()> {
+fn move_up(
+    parent: &Dir,
+    name: &OsStr,
+    top: &Dir,
+    next_name: &Cell<u64>,
+    report: &mut Report,
+) -> Result<()> {
     let from = parent.path().join(name);
     if report.moved >= MAX_MOVES {
         return Err(Error::errno(
@@ -173,20 +187,26 @@ fn move_up(parent: &Dir, name: &OsStr, top: &Dir, report: &mut Report) -> Result
         ));
     }
     // A name the user made may be taken: the next number then (NOREPLACE never clobbers).
-    for n in report.moved.. {
+    // A filesystem without renameat2 flags (EINVAL) gets a plain rename to a name found free:
+    // the worst a racing writer can have it replace is an entry of the tree being removed.
+    let mut flags = rustix::fs::RenameFlags::NOREPLACE;
+    let first = next_name.get();
+    for n in first..first + 1024 {
         let to = format!("{MOVED_PREFIX}{n}");
-        match rustix::fs::renameat_with(
-            parent.fd(),
-            name,
-            top.fd(),
-            to.as_str(),
-            rustix::fs::RenameFlags::NOREPLACE,
-        ) {
+        if flags.is_empty() && top.stat(&to)?.is_some() {
+            continue;
+        }
+        match rustix::fs::renameat_with(parent.fd(), name, top.fd(), to.as_str(), flags) {
             Ok(()) => {
-                report.moved = n + 1;
+                next_name.set(n + 1);
+                report.moved += 1;
                 return Ok(());
             }
-            Err(Errno::EXIST) if n < report.moved + 1024 => continue,
+            Err(Errno::EXIST) => continue,
+            Err(Errno::INVAL) if !flags.is_empty() => {
+                flags = rustix::fs::RenameFlags::empty();
+                continue;
+            }
             // Gone meanwhile: nothing left to remove.
             Err(Errno::NOENT) => return Ok(()),
             Err(e) => {
@@ -198,7 +218,11 @@ fn move_up(parent: &Dir, name: &OsStr, top: &Dir, report: &mut Report) -> Result
             }
         }
     }
-    unreachable!("the loop returns")
+    Err(Error::errno(
+        "move up (deeper than 256 levels; 1024 names taken)",
+        format_args!("{} to {}", from.display(), top.path().display()),
+        Errno::EXIST,
+    ))
 }
 
 fn empty_inner(dir: &Dir, tree: &Tree<'_>, depth: usize, report: &mut Report) -> Result<()> {
@@ -295,6 +319,31 @@ mod tests {
         assert!(t.path().exists());
         assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
         assert_eq!(remove_tree(&d, "nope").unwrap(), Report::default());
+    }
+
+    #[test]
+    fn a_moved_directory_never_replaces_an_entry_of_the_same_name() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/deep/x")).unwrap();
+        std::fs::write(t.path().join(format!("{MOVED_PREFIX}0")), b"mine").unwrap();
+        std::fs::create_dir(t.path().join(format!("{MOVED_PREFIX}1"))).unwrap();
+        let (top, parent) = (
+            Dir::open(t.path()).unwrap(),
+            Dir::open(t.path().join("a")).unwrap(),
+        );
+        let (next, mut r) = (Cell::new(0), Report::default());
+        move_up(&parent, OsStr::new("deep"), &top, &next, &mut r).unwrap();
+        assert_eq!((r.moved, next.get()), (1, 3));
+        assert!(t.path().join(format!("{MOVED_PREFIX}2/x")).is_dir());
+        assert_eq!(
+            std::fs::read(t.path().join(format!("{MOVED_PREFIX}0"))).unwrap(),
+            b"mine"
+        );
+        assert!(t.path().join(format!("{MOVED_PREFIX}1")).is_dir());
+        assert!(!t.path().join("a/deep").exists());
+        // Gone meanwhile: nothing to do.
+        move_up(&parent, OsStr::new("deep"), &top, &next, &mut r).unwrap();
+        assert_eq!(r.moved, 1);
     }
 
     #[test]
