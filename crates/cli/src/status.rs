@@ -58,6 +58,9 @@ fn render_userdirs(st: &Status) -> String {
             "unsupported by this kernel"
         },
     ));
+    if let Some(e) = &m.journal_error {
+        out.push_str(&format!("userdirs: warning: {e}\n"));
+    }
     if st.userdirs.is_empty() {
         out.push_str("no user runtime dirs\n");
         return out;

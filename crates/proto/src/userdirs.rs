@@ -155,4 +155,8 @@ pub struct UserdirsManager {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<u64>,
     pub budget_used: u64,
+    /// Set while a change could not be written to the records journal (a full state dir):
+    /// what, and why. Cleared once it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_error: Option<String>,
 }

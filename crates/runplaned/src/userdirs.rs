@@ -96,6 +96,9 @@ struct Inner {
     watchers: HashMap<u32, std::sync::Arc<Deferred>>,
     timers: HashMap<u32, std::sync::Arc<Deferred>>,
     events: UnboundedSender<Event>,
+    /// Users whose latest record could not be written (or whose deletion could not), with
+    /// why: written again with every later change until it succeeds, and shown in status.
+    unsaved: std::collections::BTreeMap<u32, String>,
     /// The most sessions the daemon holds at once: each pins its leader with a pidfd, and
     /// the open-file limit must leave room for the control connections (see [`session_cap`]).
     max_sessions: usize,
@@ -239,6 +242,7 @@ impl Userdirs {
             timers: HashMap::new(),
             events,
             max_sessions: session_cap(max_clients),
+            unsaved: std::collections::BTreeMap::new(),
             listing: None,
         };
         if !inner.root.kernel_noswap() && inner.cfg.noswap {
@@ -670,6 +674,7 @@ impl Userdirs {
                 inodes_per_user: 0,
                 budget: None,
                 budget_used: 0,
+                journal_error: None,
             };
             return (mgr, vec![], false);
         };
@@ -689,6 +694,7 @@ impl Userdirs {
             inodes_per_user: p.inodes,
             budget: p.budget,
             budget_used: i.lc.budget_used(),
+            journal_error: i.journal_error(),
         };
         let (users, more) = self.entries(m, i, cred, None);
         (mgr, users, more)
@@ -1006,15 +1012,20 @@ impl Inner {
                 Action::Remove { uid, dir } => self.remove(uid, dir.is_some()),
             }
         }
+        // Records that could not be written before (a full state dir) go again with this one.
+        persist.extend(self.unsaved.keys().copied());
         for uid in persist {
-            if let Some(u) = self.lc.user(uid) {
-                if !self.names.contains_key(&u.name) {
-                    self.names.insert(u.name.clone(), uid);
+            let written = match self.lc.user(uid) {
+                Some(u) => {
+                    if !self.names.contains_key(&u.name) {
+                        self.names.insert(u.name.clone(), uid);
+                    }
+                    self.store.save(u, &self.lc.sessions_of(uid))
                 }
-                if let Err(e) = self.store.save(u, &self.lc.sessions_of(uid)) {
-                    tracing::error!(uid, "{e}");
-                }
-            }
+                // Removed meanwhile: its deletion is what is owed.
+                None => self.store.delete(uid),
+            };
+            self.note_written(uid, written);
         }
         if self.store.wants_compaction() {
             let lc = &self.lc;
@@ -1075,9 +1086,42 @@ impl Inner {
                 self.root.user_path(uid).display()
             ),
         }
-        if let Err(e) = self.store.delete(uid) {
-            tracing::error!(uid, "{e}");
+        let deleted = self.store.delete(uid);
+        self.note_written(uid, deleted);
+    }
+
+    /// Keeps track of what the journal lacks: a failed write is logged (once per user until
+    /// one succeeds) and retried with every later change; a success clears it.
+    fn note_written(&mut self, uid: u32, r: runplane_sys::Result<()>) {
+        match r {
+            Ok(()) => {
+                if self.unsaved.remove(&uid).is_some() {
+                    tracing::info!(uid, "the user's record is written again");
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if self.unsaved.insert(uid, why.clone()).is_none() {
+                    tracing::error!(
+                        uid,
+                        "{why}: the user's latest change is not recorded (a restart would lose it); retried with every change"
+                    );
+                }
+            }
         }
+    }
+
+    /// What status says of records not written, if any.
+    fn journal_error(&self) -> Option<String> {
+        let (uid, why) = self.unsaved.iter().next()?;
+        Some(match self.unsaved.len() {
+            1 => format!(
+                "the record of uid {uid} is not written ({why}): a restart would lose its latest change"
+            ),
+            n => format!(
+                "the records of {n} users are not written (uid {uid}: {why}): a restart would lose their latest changes"
+            ),
+        })
     }
 
     /// RemoveIPC at the final removal: never for system users, never under running processes.

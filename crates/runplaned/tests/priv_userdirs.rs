@@ -440,6 +440,80 @@ fn priv_a_user_opening_sessions_in_a_loop_is_stopped_and_logins_are_not() {
     });
 }
 
+/// A full state dir (its own small tmpfs here): logins are still served, status says which
+/// record is not written and why, every later change writes it again, and once there is room
+/// a `kill -9` and a restart lose nothing.
+#[test]
+fn priv_a_full_state_dir_costs_no_login_and_nothing_once_there_is_room() {
+    require_root!();
+    run_private(users_at(2390, 24), |p| {
+        let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
+        runplane_testkit::mount_tmpfs(Path::new("/run/runplane"), "size=256k,mode=0755");
+        let d = start(&cfg);
+        let leader = sleeper();
+        let first = open(2390, leader.id());
+        // Fill it: what is left is at most the journal's last page.
+        let filler = Path::new("/run/runplane/filler");
+        let mut f = std::fs::File::create(filler).unwrap();
+        let e = loop {
+            if let Err(e) = std::io::Write::write_all(&mut f, &[0; 4096]) {
+                break e;
+            }
+        };
+        assert_eq!(e.raw_os_error(), Some(28), "{e}");
+        drop(f);
+        // New users log in until a record no longer fits: each login is served all the same.
+        let mut opened = vec![(2390, first.id)];
+        let mut error = None;
+        for uid in 2391..2414 {
+            let s = open(uid, leader.id());
+            assert!(s.created);
+            opened.push((uid, s.id));
+            error = status().userdirs_manager.unwrap().journal_error;
+            if error.is_some() {
+                break;
+            }
+        }
+        let error = error.expect("a record that does not fit is reported");
+        let uid = opened.last().unwrap().0;
+        assert_eq!(
+            error,
+            format!(
+                "the record of uid {uid} is not written (unable to append to /run/runplane/users/records.log: No space left on device (os error 28)): a restart would lose its latest change"
+            )
+        );
+        let out = run(&common::cli(), &["status"], &[], None);
+        assert!(
+            out.stdout.contains(&format!(
+                "userdirs: warning: the record of uid {uid} is not written"
+            )),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            d.log().contains("the user's latest change is not recorded"),
+            "{}",
+            d.log()
+        );
+        // Room again: the next change (another session of the first user) writes what was owed.
+        std::fs::remove_file(filler).unwrap();
+        let again = open(2390, leader.id());
+        opened.push((2390, again.id));
+        assert_eq!(status().userdirs_manager.unwrap().journal_error, None);
+        d.kill9();
+        let _d = start(&cfg);
+        let mut restored: Vec<(u32, u64)> = status()
+            .userdirs
+            .iter()
+            .flat_map(|u| u.sessions.iter().map(move |&s| (u.uid, s)))
+            .collect();
+        restored.sort_unstable();
+        opened.sort_unstable();
+        assert_eq!(restored, opened);
+        kill(leader);
+    });
+}
+
 #[test]
 fn priv_unprivileged_peers_are_confined_to_themselves() {
     require_root!();

@@ -130,8 +130,9 @@ impl Journal {
         line.push(b'\n');
         let r = match rustix::io::write(&self.fd, &line) {
             Ok(n) if n == line.len() => Ok(()),
+            // Only part of the line fit: the filesystem is full (the part is cut off below).
             Ok(_) => Err(Error::errno(
-                "append to (short write)",
+                "append to",
                 self.path().display(),
                 Errno::NOSPC,
             )),
