@@ -28,8 +28,7 @@ fn is_kernel_thread(status: &str) -> bool {
 pub struct Scan {
     /// Pids of live user-space processes of the uid, ascending.
     pub pids: Vec<i32>,
-    /// Whether an empty `pids` means none: `false` when processes kept appearing and
-    /// vanishing as fast as the scan looked again (see [`pids_of`]): treat as "some run".
+    /// Whether an empty `pids` means none: `false` when `/proc` could not be listed.
     pub settled: bool,
 }
 
@@ -40,15 +39,15 @@ impl Scan {
     }
 }
 
-/// How often [`pids_of`] lists `/proc` again, at most, before it gives up settling.
-pub const MAX_ROUNDS: usize = 16;
+/// How often [`pids_of`] lists `/proc`, at most.
+pub const MAX_ROUNDS: usize = 8;
 
 /// What one pid's status says, as far as a scan for `uid` cares.
 enum Seen {
     /// A live user-space process of `uid`.
     Live,
-    /// Of `uid` and exited (a zombie), or exited before its status could be read: it may
-    /// have started another process after the listing that showed it.
+    /// Of `uid` and exited (a zombie, or exiting), or exited before its status could be read:
+    /// it may have started another process after the listing that showed it.
     MayHaveForked,
     /// Anything else: another uid, a kernel thread.
     Other,
@@ -61,11 +60,8 @@ fn look(proc_root: &Path, pid: i32, uid: u32) -> Seen {
     if parse_real_uid(&status) != Some(uid) {
         return Seen::Other;
     }
-    if status.contains("State:\tZ") || status.contains("State:\tX") {
-        return Seen::MayHaveForked;
-    }
-    if is_kernel_thread(&status) {
-        // Exiting (its memory is gone already), or a kernel thread.
+    if status.contains("State:\tZ") || status.contains("State:\tX") || is_kernel_thread(&status) {
+        // A zombie, or exiting (its memory is gone already); uid 0 also has kernel threads.
         return Seen::MayHaveForked;
     }
     Seen::Live
@@ -80,48 +76,78 @@ fn list(proc_root: &Path) -> Option<Vec<i32>> {
     )
 }
 
+/// The pid the kernel handed out last in this pid namespace (`/proc/loadavg`'s last field):
+/// pids are handed out in increasing order, wrapping at `pid_max`.
+fn last_pid(proc_root: &Path) -> Option<i32> {
+    std::fs::read_to_string(proc_root.join("loadavg"))
+        .ok()?
+        .split_ascii_whitespace()
+        .nth(4)?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` was handed out after `before` and up to `now` (`before < now`, or wrapped).
+fn handed_out_between(pid: i32, before: i32, now: i32) -> bool {
+    if before <= now {
+        before < pid && pid <= now
+    } else {
+        pid > before || pid <= now
+    }
+}
+
 /// The live user-space processes whose real uid is `uid`, under `proc_root` (normally
 /// `/proc`). Processes that exit during the scan are left out.
 ///
 /// A listing of `/proc` is a snapshot: a process that starts another and exits between the
 /// listing and the reading of its status leaves only a child the listing does not show (the
 /// kernel's directory position is at its end). A user whose processes hop from pid to pid
-/// so would pass for gone. So when nothing live was found but a listed process of the uid
-/// exited (or vanished unread), `/proc` is listed again and the pids new since are read,
-/// until a round leaves no such doubt: the new rounds read only the few pids born meanwhile,
-/// and are over in microseconds. After [`MAX_ROUNDS`] the scan is not `settled`.
+/// would pass for gone. So when nothing live was found, but a listed process of the uid had
+/// exited (or one vanished unread), `/proc` is listed again and only the processes started
+/// since the previous listing are read: those not listed before, and those whose pid was
+/// handed out since (a pid reused after `pid_max` wrapped). This ends when a round finds a
+/// live one, or leaves no such doubt, or no process at all was started since the previous
+/// listing (the kernel's last pid is unchanged: nothing can have been missed), and after
+/// [`MAX_ROUNDS`] listings at most: a later round reads only the few processes born
+/// meanwhile, right after listing them, so its window for a miss is microseconds where a hop
+/// takes a fork and an exec.
 pub fn pids_of(proc_root: &Path, uid: u32) -> Scan {
-    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
+    let mut before: Option<(i32, std::collections::HashSet<i32>)> = None;
     for _ in 0..MAX_ROUNDS {
+        let last = last_pid(proc_root);
         let Some(listed) = list(proc_root) else {
             return Scan {
                 pids: out,
                 settled: false,
             };
         };
-        let mut doubt = false;
-        for pid in listed {
-            if !seen.insert(pid) {
-                continue;
+        let fresh = |pid: i32| match (&before, last) {
+            (None, _) => true,
+            (Some((_, prev)), None) => !prev.contains(&pid),
+            (Some((prev_last, prev)), Some(now)) => {
+                !prev.contains(&pid) || handed_out_between(pid, *prev_last, now)
             }
+        };
+        let mut doubt = false;
+        for &pid in listed.iter().filter(|&&p| fresh(p)) {
             match look(proc_root, pid, uid) {
                 Seen::Live => out.push(pid),
                 Seen::MayHaveForked => doubt = true,
                 Seen::Other => {}
             }
         }
-        if !out.is_empty() || !doubt {
-            out.sort_unstable();
-            return Scan {
-                pids: out,
-                settled: true,
-            };
+        let quiet =
+            matches!((&before, last), (Some((prev_last, _)), Some(now)) if *prev_last == now);
+        if !out.is_empty() || !doubt || quiet {
+            break;
         }
+        before = Some((last.unwrap_or(0), listed.into_iter().collect()));
     }
+    out.sort_unstable();
     Scan {
         pids: out,
-        settled: false,
+        settled: true,
     }
 }
 
@@ -163,6 +189,16 @@ mod tests {
             Some(1000)
         );
         assert_eq!(parse_real_uid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn pids_handed_out_in_between_wrap_at_pid_max() {
+        assert!(handed_out_between(11, 10, 20) && handed_out_between(20, 10, 20));
+        assert!(!handed_out_between(10, 10, 20) && !handed_out_between(21, 10, 20));
+        // Wrapped from 32760 to 305: above the old last or up to the new one.
+        assert!(handed_out_between(32761, 32760, 305) && handed_out_between(301, 32760, 305));
+        assert!(!handed_out_between(306, 32760, 305) && !handed_out_between(32760, 32760, 305));
+        assert!(last_pid(Path::new("/proc")).is_some_and(|p| p > 0));
     }
 
     #[test]

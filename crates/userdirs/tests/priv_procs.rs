@@ -27,7 +27,8 @@ fn priv_a_user_hopping_from_pid_to_pid_is_never_scanned_as_gone() {
         .unwrap();
         std::fs::set_permissions(hop, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         // The chain ends at the stop file, which the guard writes also when the test fails,
-        // or by itself after its hops.
+        // or by itself after its hops (a hop takes a fork and an exec, ~0.2 ms: far more hops
+        // than the scans' three seconds take, or the scans would see it end).
         let stop = "/run/hop.stop";
         struct Stop(&'static str);
         impl Drop for Stop {
@@ -36,8 +37,25 @@ fn priv_a_user_hopping_from_pid_to_pid_is_never_scanned_as_gone() {
             }
         }
         let guard = Stop(stop);
+        // Each hop's parent has exited, so the hops are orphans; an init reaps its orphans at
+        // once, but this machine's PID 1 may let thousands pile up as zombies, which a real
+        // system would not show (and every scan would read). This process reaps them, as
+        // their subreaper.
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+        let reaping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let reaper = {
+            let reaping = reaping.clone();
+            std::thread::spawn(move || {
+                while reaping.load(std::sync::atomic::Ordering::Relaxed) {
+                    match rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {
+                        Ok(Some(_)) => {}
+                        _ => std::thread::sleep(Duration::from_micros(200)),
+                    }
+                }
+            })
+        };
         let first = Spawn::new("/run/hop")
-            .args(["20000", stop])
+            .args(["200000", stop])
             .credentials(Credentials {
                 uid: UID,
                 gid: UID,
@@ -58,7 +76,7 @@ fn priv_a_user_hopping_from_pid_to_pid_is_never_scanned_as_gone() {
             }
         }
         drop(guard);
-        let _ = first.wait();
+        drop(first); // reaped by the reaper
         let deadline = Instant::now() + Duration::from_secs(10);
         while pids_of(Path::new("/proc"), UID).any() {
             assert!(Instant::now() < deadline, "the chain did not stop");
@@ -74,6 +92,9 @@ fn priv_a_user_hopping_from_pid_to_pid_is_never_scanned_as_gone() {
             found * 10 >= scans * 9,
             "{found} of {scans} scans found a live hop"
         );
+        reaping.store(false, std::sync::atomic::Ordering::Relaxed);
+        reaper.join().unwrap();
+        rustix::process::set_child_subreaper(None).unwrap();
         // Once the chain is over, the uid has no process, and the scan says so for sure.
         let s = pids_of(Path::new("/proc"), UID);
         assert!(s.settled && s.pids.is_empty(), "{s:?}");
