@@ -13,7 +13,7 @@ use runplane::{Client, ClientError};
 use runplane_proto::{Code, Linger, SessionOpen, Status};
 use runplane_sys::pidfd::ExitStatus;
 use runplane_sys::spawn::Credentials;
-use runplane_testkit::{Setup, Users, require_root, run_private};
+use runplane_testkit::{Hops, Setup, Users, require_root, run_private};
 
 const SOCK: &str = "/run/runplane/control";
 
@@ -278,31 +278,12 @@ fn priv_processes_hopping_from_pid_to_pid_cost_one_scan_a_second() {
     run_private(users_at(2360, 1), |p| {
         let cfg = config(p, "lifetime = \"processes\"\ngrace = \"0\"\n");
         let d = start(&cfg);
-        let hop = Path::new("/run/hop");
-        std::fs::write(
-            hop,
-            "#!/bin/sh\n# hop N STOPFILE: sleep a little, start the next hop, exit\n\
-             [ \"$1\" -gt 0 ] && [ ! -e \"$2\" ] || exit 0\n\
-             sleep 0.02\n\
-             \"$0\" $(($1 - 1)) \"$2\" &\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(hop, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        // The chain ends at the stop file (written by the guard, also when the test fails),
-        // or by itself after its hops.
-        let stop = "/run/hop.stop";
-        struct Stop(&'static str);
-        impl Drop for Stop {
-            fn drop(&mut self) {
-                let _ = std::fs::write(self.0, b"");
-            }
-        }
-        let guard = Stop(stop);
+        let hops = Hops::write(Some("0.02"));
         let leader = sleeper();
         let s = open(2360, leader.id());
         let first = SysProc(
-            runplane_sys::spawn::Spawn::new("/run/hop")
-                .args(["500", stop])
+            runplane_sys::spawn::Spawn::new(&hops.script)
+                .args(hops.args(500))
                 .credentials(Credentials {
                     uid: 2360,
                     gid: 2360,
@@ -333,7 +314,7 @@ fn priv_processes_hopping_from_pid_to_pid_cost_one_scan_a_second() {
             "removed under a running process: {}",
             d.log()
         );
-        drop(guard);
+        drop(hops);
         drop(first);
         eventually("the dir goes once the hopping stopped", || {
             !Path::new("/run/user/2360").exists()

@@ -332,6 +332,48 @@ pub fn bind(src: &Path, dst: &Path) {
         .unwrap_or_else(|e| fatal(&format!("bind {} on {}", src.display(), dst.display()), e));
 }
 
+/// A user whose processes hop from pid to pid: `/run/hop` (in the private `/run`) is a script
+/// that, given `N STOPFILE`, pauses (if asked), starts itself again with `N - 1` and exits,
+/// so no process of the chain outlives the one it started. The chain ends after its hops, or
+/// at the stop file, which dropping this writes (also when the test fails). Run it as the user
+/// with `args(hops)`.
+#[derive(Debug)]
+pub struct Hops {
+    pub script: PathBuf,
+    stop: PathBuf,
+}
+
+impl Hops {
+    /// Writes the script; `pause` is a `sleep` argument taken before each hop.
+    pub fn write(pause: Option<&str>) -> Hops {
+        let script = PathBuf::from("/run/hop");
+        let sleep = pause.map(|p| format!("sleep {p}\n")).unwrap_or_default();
+        let text = format!(
+            "#!/bin/sh\n# hop N STOPFILE: start the next hop, exit\n\
+             [ \"$1\" -gt 0 ] && [ ! -e \"$2\" ] || exit 0\n\
+             {sleep}\"$0\" $(($1 - 1)) \"$2\" &\n"
+        );
+        std::fs::write(&script, text).unwrap_or_else(|e| fatal("write /run/hop", e));
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap_or_else(|e| fatal("chmod /run/hop", e));
+        Hops {
+            script,
+            stop: PathBuf::from("/run/hop.stop"),
+        }
+    }
+
+    /// The script's arguments for a chain of `hops`.
+    pub fn args(&self, hops: u32) -> [String; 2] {
+        [hops.to_string(), self.stop.display().to_string()]
+    }
+}
+
+impl Drop for Hops {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.stop, b"");
+    }
+}
+
 /// A daemon started for a test; stopped by pid with SIGTERM (and reaped) on drop.
 #[derive(Debug)]
 pub struct Daemon {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use runplane_sys::spawn::{Credentials, Spawn};
-use runplane_testkit::{Setup, require_root, run_private};
+use runplane_testkit::{Hops, Setup, require_root, run_private};
 use runplane_userdirs::procs::pids_of;
 
 /// No other test runs processes as this uid (/proc is shared by every test).
@@ -16,27 +16,9 @@ fn priv_a_user_hopping_from_pid_to_pid_is_never_scanned_as_gone() {
     require_root!();
     run_private(Setup::default(), |_| {
         // Each hop starts the next right away and exits: nothing of the uid lives for more
-        // than a fork and an exec, and no process of it outlives the one it started.
-        let hop = Path::new("/run/hop");
-        std::fs::write(
-            hop,
-            "#!/bin/sh\n# hop N STOPFILE: start the next hop, exit\n\
-             [ \"$1\" -gt 0 ] && [ ! -e \"$2\" ] || exit 0\n\
-             \"$0\" $(($1 - 1)) \"$2\" &\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(hop, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        // The chain ends at the stop file, which the guard writes also when the test fails,
-        // or by itself after its hops (a hop takes a fork and an exec, ~0.2 ms: far more hops
-        // than the scans' three seconds take, or the scans would see it end).
-        let stop = "/run/hop.stop";
-        struct Stop(&'static str);
-        impl Drop for Stop {
-            fn drop(&mut self) {
-                let _ = std::fs::write(self.0, b"");
-            }
-        }
-        let guard = Stop(stop);
+        // than a fork and an exec. Far more hops than the scans' three seconds take (a hop is
+        // ~0.2 ms), or the scans would see the chain end.
+        let hops = Hops::write(None);
         // Each hop's parent has exited, so the hops are orphans; an init reaps its orphans at
         // once, but this machine's PID 1 may let thousands pile up as zombies, which a real
         // system would not show (and every scan would read). This process reaps them, as
@@ -54,8 +36,8 @@ fn priv_a_user_hopping_from_pid_to_pid_is_never_scanned_as_gone() {
                 }
             })
         };
-        let first = Spawn::new("/run/hop")
-            .args(["200000", stop])
+        let first = Spawn::new(&hops.script)
+            .args(hops.args(200_000))
             .credentials(Credentials {
                 uid: UID,
                 gid: UID,
@@ -75,7 +57,7 @@ fn priv_a_user_hopping_from_pid_to_pid_is_never_scanned_as_gone() {
                 found += 1;
             }
         }
-        drop(guard);
+        drop(hops);
         drop(first); // reaped by the reaper
         let deadline = Instant::now() + Duration::from_secs(10);
         while pids_of(Path::new("/proc"), UID).any() {
