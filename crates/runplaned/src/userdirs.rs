@@ -708,6 +708,10 @@ fn libc_esrch() -> i32 {
 /// Whether NSS is local files only (read once at start): then lookups run inline.
 static NSS_LOCAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
+/// How many records owed to the journal (see `Inner::unsaved`) a change writes again besides
+/// its own.
+pub const RETRIES_PER_CHANGE: usize = 16;
+
 /// The shortest time between two scans of /proc for one uid's processes.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 /// The most processes of one uid watched at once (a pidfd each): when they have all exited,
@@ -1012,8 +1016,9 @@ impl Inner {
                 Action::Remove { uid, dir } => self.remove(uid, dir.is_some()),
             }
         }
-        // Records that could not be written before (a full state dir) go again with this one.
-        persist.extend(self.unsaved.keys().copied());
+        // Records that could not be written before (a full state dir) go again with this one,
+        // a few at a time: a request never pays for thousands of failing writes.
+        persist.extend(self.unsaved.keys().copied().take(RETRIES_PER_CHANGE));
         for uid in persist {
             let written = match self.lc.user(uid) {
                 Some(u) => {
