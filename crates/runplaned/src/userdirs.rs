@@ -365,12 +365,24 @@ impl Userdirs {
             None => lookup(req.user.clone(), req.uid).await?,
         };
         let pid = req.pid.unwrap_or(cred.pid);
-        let leader = Process::open(pid).map_err(|e| match e.raw_os_error() {
-            Some(c) if c == libc_esrch() => err(
-                Code::ENOENT,
-                format!("no process {pid} to lead the session"),
-            ),
-            _ => err(Code::EIO, e.to_string()),
+        let leader = Process::open(pid).map_err(|e| {
+            let code = e.raw_os_error();
+            let gone = [libc_esrch(), rustix::io::Errno::NOENT.raw_os_error()];
+            // pidfd_open refuses a thread other than its process's main thread (EINVAL, or
+            // ENOENT since Linux 6.9): say so, rather than that there is no such process.
+            match runplane_sys::pidfd::thread_group_of(pid) {
+                Ok(tgid) if tgid != pid && code != Some(libc_esrch()) => err(
+                    Code::EINVAL,
+                    format!(
+                        "{pid} is a thread of process {tgid}, not a process: a session is led by a process"
+                    ),
+                ),
+                _ if code.is_some_and(|c| gone.contains(&c)) => err(
+                    Code::ENOENT,
+                    format!("no process {pid} to lead the session"),
+                ),
+                _ => err(Code::EIO, e.to_string()),
+            }
         })?;
         if cred.uid != 0 {
             if account.uid != cred.uid {

@@ -636,6 +636,39 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
                 String::from_utf8_lossy(bytes)
             );
         }
+        // A thread is not a process: pidfd_open refuses it, and the answer says which it is.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            tid_tx
+                .send(rustix::thread::gettid().as_raw_nonzero().get())
+                .unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let e = c
+            .session_open(SessionOpen {
+                user: None,
+                uid: Some(2500),
+                pid: Some(tid),
+                allow_nested: None,
+                gid: None,
+            })
+            .unwrap_err();
+        drop(done_tx);
+        thread.join().unwrap();
+        let ClientError::Daemon(e) = e else {
+            panic!("{e}")
+        };
+        assert_eq!(e.code, Code::EINVAL, "{}", e.message);
+        assert!(
+            e.message.contains(&format!(
+                "{tid} is a thread of process {}, not a process",
+                std::process::id()
+            )),
+            "{}",
+            e.message
+        );
         c.ping().unwrap();
         kill(root_proc);
     });

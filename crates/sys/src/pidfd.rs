@@ -125,6 +125,18 @@ pub fn parent_of(pid: i32) -> Result<i32> {
         .ok_or_else(|| Error::errno("parse", &path, rustix::io::Errno::INVAL))
 }
 
+/// The process (thread group) that thread `tid` belongs to: `Tgid` of `/proc/<tid>/status`,
+/// which the kernel answers for any thread id, though `/proc` lists only processes.
+/// Equal to `tid` for a process's main thread.
+pub fn thread_group_of(tid: i32) -> Result<i32> {
+    let path = format!("/proc/{tid}/status");
+    let text = read_proc(&path)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::errno("parse", &path, rustix::io::Errno::INVAL))
+}
+
 /// The real uid of `pid`, from `/proc/<pid>/status`.
 pub fn uid_of(pid: i32) -> Result<u32> {
     let path = format!("/proc/{pid}/status");
@@ -287,6 +299,29 @@ mod tests {
         assert_eq!(parse_start_time(line), Some(123456));
         assert_eq!(parse_start_time("garbage"), None);
         assert_eq!(parse_start_time("1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn a_thread_names_its_process_and_cannot_be_pinned_as_one() {
+        let me = std::process::id() as i32;
+        assert_eq!(thread_group_of(me).unwrap(), me);
+        let tid = std::thread::spawn(|| rustix::thread::gettid().as_raw_nonzero().get())
+            .join()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(rustix::thread::gettid().as_raw_nonzero().get())
+                .unwrap();
+            let _ = stop_rx.recv();
+        });
+        let live = rx.recv().unwrap();
+        assert_eq!(thread_group_of(live).unwrap(), me);
+        assert!(Process::open(live).is_err(), "a thread is not a process");
+        drop(stop_tx);
+        t.join().unwrap();
+        // A thread that has ended is no longer there to name its process.
+        assert!(thread_group_of(tid).is_err() || tid == live);
     }
 
     #[test]
