@@ -157,7 +157,11 @@ pub fn other_manager(proc_root: &Path) -> Option<(String, i32)> {
     other_managers(proc_root).into_iter().next()
 }
 
-/// Every running process that manages `/run/user` by name, lowest pid first.
+/// Every running process that manages `/run/user`, lowest pid first: named so and running as
+/// root. Any user can start a program under those names (`cp /bin/sleep systemd-logind`), and
+/// such a process must not keep runplaned from managing everyone's dirs; a real logind or
+/// elogind runs as root, and only root can start a process as root. (A privileged container's
+/// logind, root without a user namespace, counts too: `--force` overrides it.)
 pub fn other_managers(proc_root: &Path) -> Vec<(String, i32)> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(proc_root) else {
@@ -169,7 +173,11 @@ pub fn other_managers(proc_root: &Path) -> Vec<(String, i32)> {
         };
         if let Ok(comm) = std::fs::read_to_string(ent.path().join("comm")) {
             let comm = comm.trim_end();
-            if matches!(comm, "systemd-logind" | "elogind-daemon" | "elogind") {
+            let as_root = || {
+                std::fs::read_to_string(ent.path().join("status"))
+                    .is_ok_and(|st| parse_real_uid(&st) == Some(0))
+            };
+            if matches!(comm, "systemd-logind" | "elogind-daemon" | "elogind") && as_root() {
                 out.push((comm.to_owned(), pid));
             }
         }
@@ -233,6 +241,10 @@ mod tests {
 
     #[test]
     fn detects_a_process_named_like_logind() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: a manager counts only when it runs as root (see priv_procs)");
+            return;
+        }
         // A real process whose comm is "systemd-logind": a copy of sleep under that name.
         let t = tempfile::tempdir().unwrap();
         let fake = t.path().join("systemd-logind");
