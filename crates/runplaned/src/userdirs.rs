@@ -100,8 +100,10 @@ struct Inner {
     /// why: written again with every later change until it succeeds, and shown in status.
     unsaved: std::collections::BTreeMap<u32, String>,
     /// The most sessions the daemon holds at once: each pins its leader with a pidfd, and
-    /// the open-file limit must leave room for the control connections (see [`session_cap`]).
+    /// the open-file limit must leave room for the control connections (see [`FdBudget`]).
     max_sessions: usize,
+    /// The pidfds watchers of logged-out users' processes may hold (see [`FdBudget`]).
+    watch_permits: std::sync::Arc<WatchPermits>,
     /// The users' mount options while a paged listing of `status.userdirs` goes on: read
     /// from mountinfo for its first page and kept until its last, or until the mount table
     /// changes (10,000 users take about 80 pages; mountinfo then has 10,000 lines).
@@ -229,6 +231,7 @@ impl Userdirs {
             epoll: spawn_leader_set(events.clone())?,
             fds: Mutex::new(HashMap::new()),
         });
+        let budget = FdBudget::of_this_process(max_clients);
         let mut inner = Inner {
             reserved: floor,
             names: HashMap::new(),
@@ -241,7 +244,8 @@ impl Userdirs {
             watchers: HashMap::new(),
             timers: HashMap::new(),
             events,
-            max_sessions: session_cap(max_clients),
+            max_sessions: budget.sessions,
+            watch_permits: WatchPermits::new(budget.watched),
             unsaved: std::collections::BTreeMap::new(),
             listing: None,
         };
@@ -283,7 +287,9 @@ impl Userdirs {
         let Ok(mut i) = self.inner() else {
             return vec![];
         };
-        i.max_sessions = session_cap(max_clients);
+        let budget = FdBudget::of_this_process(max_clients);
+        i.max_sessions = budget.sessions;
+        i.watch_permits.set_limit(budget.watched);
         let mut pending = Vec::new();
         if cfg.root != i.cfg.root {
             pending.push("userdirs.root".to_owned());
@@ -734,17 +740,104 @@ pub const MAX_WATCHED: usize = 64;
 /// epoll sets, the journal, reading /proc and the linger dir).
 pub const FD_RESERVE: u64 = 256;
 
-/// The most sessions that fit this process's open-file limit, given `max_clients` control
-/// connections: half of what is left after those and [`FD_RESERVE`] (the other half is for
-/// watched processes of users who logged out), and at least one.
-pub fn session_cap(max_clients: u32) -> usize {
-    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-    session_cap_of(nofile.unwrap_or(u64::MAX), max_clients)
+/// The most pidfds watched for the processes of users who logged out, all users together
+/// (an eighth of the open files left for pidfds, at most this many).
+pub const MAX_WATCHED_TOTAL: u64 = 4096;
+
+/// How the open files that this process's limit leaves after `max_clients` control
+/// connections and [`FD_RESERVE`] are shared between pidfds: watched processes get an eighth
+/// (at most [`MAX_WATCHED_TOTAL`]), sessions the rest, and at least one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    pub sessions: usize,
+    pub watched: usize,
 }
 
-fn session_cap_of(nofile: u64, max_clients: u32) -> usize {
-    let left = nofile.saturating_sub(u64::from(max_clients) + FD_RESERVE);
-    usize::try_from(left / 2).unwrap_or(usize::MAX).max(1)
+impl FdBudget {
+    pub fn of_this_process(max_clients: u32) -> FdBudget {
+        let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        FdBudget::of(nofile.unwrap_or(u64::MAX), max_clients)
+    }
+
+    fn of(nofile: u64, max_clients: u32) -> FdBudget {
+        let left = nofile.saturating_sub(u64::from(max_clients) + FD_RESERVE);
+        let watched = (left / 8).min(MAX_WATCHED_TOTAL);
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        FdBudget {
+            sessions: n(left - watched).max(1),
+            watched: n(watched),
+        }
+    }
+}
+
+/// Pidfds that watchers of logged-out users' processes may hold, all together: a watcher
+/// that gets none scans again after [`RESCAN_INTERVAL`] instead, so that watching never takes
+/// the open files that logins need.
+#[derive(Debug, Default)]
+pub struct WatchPermits {
+    held: std::sync::atomic::AtomicUsize,
+    limit: std::sync::atomic::AtomicUsize,
+}
+
+/// Permits taken from [`WatchPermits`], given back when dropped.
+#[derive(Debug)]
+pub struct Held {
+    n: usize,
+    from: std::sync::Arc<WatchPermits>,
+}
+
+impl WatchPermits {
+    pub fn new(limit: usize) -> std::sync::Arc<WatchPermits> {
+        let p = WatchPermits::default();
+        p.set_limit(limit);
+        std::sync::Arc::new(p)
+    }
+
+    pub fn set_limit(&self, limit: usize) {
+        self.limit
+            .store(limit, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Up to `want` permits, as many as are free (possibly none).
+    pub fn take(self: &std::sync::Arc<Self>, want: usize) -> Held {
+        use std::sync::atomic::Ordering::Relaxed;
+        let limit = self.limit.load(Relaxed);
+        let mut got = 0;
+        let _ = self.held.fetch_update(Relaxed, Relaxed, |held| {
+            got = want.min(limit.saturating_sub(held));
+            Some(held + got)
+        });
+        Held {
+            n: got,
+            from: self.clone(),
+        }
+    }
+
+    #[cfg(test)]
+    fn in_use(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Held {
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// Keeps `n` of these permits and gives the rest back.
+    pub fn keep(&mut self, n: usize) {
+        let back = self.n.saturating_sub(n);
+        self.from
+            .held
+            .fetch_sub(back, std::sync::atomic::Ordering::Relaxed);
+        self.n -= back;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.keep(0);
+    }
 }
 
 /// Creates the epoll set of leader pidfds and the one task that reports its events as
@@ -1183,6 +1276,7 @@ impl Inner {
     /// daemon read every process's status as fast as the user can fork.
     fn watch_processes(&mut self, uid: u32) {
         let tx = self.events.clone();
+        let permits = self.watch_permits.clone();
         let h = spawn_later(async move {
             let mut last_scan: Option<tokio::time::Instant> = None;
             loop {
@@ -1196,14 +1290,18 @@ impl Inner {
                 // Each found pid is pinned, then checked again: one reused between the scan
                 // and its pidfd (by another uid's process) is not waited for. Processes found
                 // but gone before they were pinned may have started others: scan again.
-                let (any, pinned) = tokio::task::spawn_blocking(move || {
+                let permits = permits.clone();
+                let (any, pinned, _held) = tokio::task::spawn_blocking(move || {
                     let scan = runplane_userdirs::procs::pids_of(Path::new("/proc"), uid);
+                    // None free (other users' watchers hold them all): this user's processes
+                    // are then seen to end by the next scan, a RESCAN_INTERVAL later.
+                    let mut held = permits.take(scan.pids.len().min(MAX_WATCHED));
                     // The lowest pids, the oldest processes but after a wrap: likely the
                     // long-lived ones (a tmux server, an agent).
                     let pinned: Vec<_> = scan
                         .pids
                         .iter()
-                        .take(MAX_WATCHED)
+                        .take(held.count())
                         .filter_map(|&pid| {
                             let fd = runplane_sys::pidfd::pidfd(pid).ok()?;
                             runplane_sys::pidfd::uid_of(pid)
@@ -1211,11 +1309,12 @@ impl Inner {
                                 .then_some(fd)
                         })
                         .collect();
-                    (scan.any(), pinned)
+                    held.keep(pinned.len());
+                    (scan.any(), pinned, Some(held))
                 })
                 .await
                 // A scan that panicked said nothing: look again rather than remove.
-                .unwrap_or((true, Vec::new()));
+                .unwrap_or((true, Vec::new(), None));
                 if !any {
                     break;
                 }
@@ -1404,13 +1503,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_session_cap_leaves_room_for_connections_and_watches() {
-        // systemd's limit for logind, the kernel's default hard limit, the usual soft one.
-        assert_eq!(session_cap_of(524_288, 256), 261_888);
-        assert_eq!(session_cap_of(4096, 256), 1792);
-        assert_eq!(session_cap_of(1024, 256), 256);
-        // Nothing left: still one, so that the refusal names the limit, not a failed pidfd.
-        assert_eq!(session_cap_of(300, 4096), 1);
-        assert!(session_cap_of(u64::MAX, 4096) >= 1 << 40);
+    fn the_fd_budget_leaves_room_for_connections_and_watches() {
+        let b = |nofile, clients| {
+            let b = FdBudget::of(nofile, clients);
+            (b.sessions, b.watched)
+        };
+        // systemd's limit for logind, this CI host's hard limit, the kernel's default hard
+        // limit, the usual soft one.
+        assert_eq!(b(524_288, 256), (519_680, 4096));
+        assert_eq!(b(20_000, 256), (17_052, 2436));
+        assert_eq!(b(4096, 256), (3136, 448));
+        assert_eq!(b(1024, 256), (448, 64));
+        // Nothing left: still one session, so that the refusal names the limit, not a failed
+        // pidfd; no watches (scans instead).
+        assert_eq!(b(300, 4096), (1, 0));
+        assert!(FdBudget::of(u64::MAX, 4096).sessions >= 1 << 40);
+    }
+
+    #[test]
+    fn watch_permits_are_shared_and_given_back() {
+        let p = WatchPermits::new(100);
+        let mut a = p.take(64);
+        let b = p.take(64);
+        assert_eq!((a.count(), b.count(), p.in_use()), (64, 36, 100));
+        assert_eq!(p.take(1).count(), 0, "none left");
+        a.keep(10); // pinned only 10
+        assert_eq!(p.in_use(), 46);
+        drop(b);
+        assert_eq!(p.in_use(), 10);
+        // A lower limit after a reload: what is held stays, nothing more is handed out.
+        p.set_limit(5);
+        assert_eq!(p.take(3).count(), 0);
+        drop(a);
+        assert_eq!((p.in_use(), p.take(9).count()), (0, 5));
     }
 }

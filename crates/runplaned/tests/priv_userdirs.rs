@@ -330,6 +330,79 @@ fn priv_processes_hopping_from_pid_to_pid_cost_one_scan_a_second() {
 /// opened itself, and logins (root, as the PAM module) are not held to that. The daemon lifts
 /// its open-file limit (each session pins a pidfd) to what logind gets from systemd.
 #[test]
+fn priv_the_open_file_limit_bounds_sessions_and_watches_give_way_to_scans() {
+    require_root!();
+    run_private(users_at(2420, 1), |p| {
+        let cfg = config(p, "lifetime = \"processes\"\ngrace = \"0\"\n");
+        // 256 control connections and 256 kept in reserve leave 3 open files: three
+        // sessions' pidfds, and none for watching processes (an eighth of 3).
+        let d = Daemon::start_with_nofile(&["--config", &cfg, "--force"], 256 + 256 + 3);
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+        assert!(
+            limits
+                .lines()
+                .any(|l| l.starts_with("Max open files") && l.contains(" 515 ")),
+            "{limits}"
+        );
+        let leaders: Vec<SysProc> = (0..4)
+            .map(|_| {
+                SysProc(
+                    runplane_sys::spawn::Spawn::new("/bin/sleep")
+                        .arg("300")
+                        .credentials(Credentials {
+                            uid: 2420,
+                            gid: 2420,
+                            groups: vec![],
+                        })
+                        .spawn()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let ids: Vec<u64> = leaders[..3]
+            .iter()
+            .map(|l| open(2420, l.0.pid() as u32).id)
+            .collect();
+        let e = client()
+            .session_open(SessionOpen {
+                user: None,
+                uid: Some(2420),
+                pid: Some(leaders[3].0.pid()),
+                allow_nested: None,
+                gid: None,
+            })
+            .unwrap_err();
+        let ClientError::Daemon(e) = e else {
+            panic!("{e}")
+        };
+        assert_eq!(e.code, Code::EBUSY, "{}", e.message);
+        assert!(
+            e.message.contains(
+                "runplaned holds 3 sessions, as many as its open-file limit leaves room for"
+            ),
+            "{}",
+            e.message
+        );
+        // Logged out, its processes still running: no pidfd is left to watch them with, so
+        // the daemon scans /proc again each second, and removes the dir once they are gone.
+        for id in ids {
+            client().session_close(id).unwrap();
+        }
+        assert_eq!(state_of(2420).as_deref(), Some("waiting-for-processes"));
+        eventually("the daemon has scanned and pinned nothing", || {
+            d.log()
+                .contains("waiting for processes of the uid to exit uid=2420 count=0")
+        });
+        drop(leaders);
+        eventually("the dir is removed", || {
+            !Path::new("/run/user/2420").exists()
+        });
+        assert_eq!(state_of(2420), None);
+        assert_eq!(d.stop(), ExitStatus::Exited(0));
+    });
+}
+
+#[test]
 fn priv_a_user_opening_sessions_in_a_loop_is_stopped_and_logins_are_not() {
     require_root!();
     run_private(users_at(2380, 1), |p| {

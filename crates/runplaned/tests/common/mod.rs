@@ -136,15 +136,43 @@ impl Daemon {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Daemon, (Option<ExitStatus>, String)> {
+        Self::try_start_via(&[], args, env)
+    }
+
+    /// Starts runplaned with an open-file limit of `nofile` that it cannot lift (as root
+    /// without CAP_SYS_RESOURCE): `prlimit` sets it, `setpriv` drops the capability from the
+    /// bounding set, and each execs the next, so the daemon keeps the child's pid.
+    pub fn start_with_nofile(args: &[&str], nofile: u64) -> Daemon {
+        let limit = format!("--nofile={nofile}:{nofile}");
+        let via = [
+            "/usr/bin/prlimit",
+            limit.as_str(),
+            "/usr/bin/setpriv",
+            "--bounding-set=-sys_resource",
+            "--",
+        ];
+        Self::try_start_via(&via, args, &[])
+            .unwrap_or_else(|(st, log)| panic!("runplaned did not become ready ({st:?}):\n{log}"))
+    }
+
+    /// `try_start` with the daemon's command line after `via` (programs that exec it).
+    fn try_start_via(
+        via: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, (Option<ExitStatus>, String)> {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("log");
         let logf = std::fs::File::create(&log).unwrap();
         let devnull = std::fs::File::open("/dev/null").unwrap();
         let (r, w) = rustix::pipe::pipe().unwrap();
-        let mut s = Spawn::new(DAEMON)
-            .args(args)
-            .args(["--ready-fd", "3"])
-            .env("RUNPLANE_LOG", "debug");
+        let mut s = match via.split_first() {
+            Some((first, rest)) => Spawn::new(first).args(rest).arg(DAEMON),
+            None => Spawn::new(DAEMON),
+        }
+        .args(args)
+        .args(["--ready-fd", "3"])
+        .env("RUNPLANE_LOG", "debug");
         for (k, v) in env {
             s = s.env(k, v);
         }
