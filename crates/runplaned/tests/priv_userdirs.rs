@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -1117,6 +1118,14 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
                     ExitStatus::Exited(0)
                 );
             }
+            // A name that is not UTF-8 shows lossily, as another valid name: u0's "x\xff"
+            // shows as "x\u{fffd}", which here is u1's. Removal goes by the name as it is.
+            let raw = Path::new(std::ffi::OsStr::from_bytes(b"/dev/shm/x\xff"));
+            let shown = Path::new("/dev/shm/x\u{fffd}");
+            for (path, uid) in [(raw, 2200), (shown, 2201)] {
+                std::fs::write(path, "").unwrap();
+                std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+            }
             // What would go, as the user sees it; another user may not look.
             let out = as_user(
                 2200,
@@ -1132,7 +1141,11 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
                 .map(|o| o["kind"].as_str().unwrap())
                 .collect();
             kinds.sort();
-            assert_eq!(kinds, ["mqueue", "msg", "posix-shm", "sem", "shm"], "{v}");
+            assert_eq!(
+                kinds,
+                ["mqueue", "msg", "posix-shm", "posix-shm", "sem", "shm"],
+                "{v}"
+            );
             let out = as_user(
                 2201,
                 common::cli().to_str().unwrap(),
@@ -1174,6 +1187,8 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
                 Path::new("/dev/shm/pshm-2201").exists()
                     && Path::new("/dev/mqueue/mq-2201").exists()
             );
+            assert!(!raw.exists(), "u0's x\\xff is left");
+            assert!(shown.exists(), "u1's x\u{fffd} was removed for u0's x\\xff");
             // With a process of the user still running, its objects are kept.
             let s = open(2201, leader.id());
             let bg = SysProc(

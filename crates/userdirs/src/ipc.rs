@@ -5,6 +5,7 @@
 //! PostgreSQL). Objects match when the owner or the creator is the uid. Never for system
 //! users (uid below 1000) and never while processes of the uid still run.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use runplane_sys::dir::{Dir, Kind};
@@ -18,9 +19,12 @@ pub const FIRST_REGULAR_UID: u32 = 1000;
 pub struct Object {
     /// `shm`, `sem`, `msg`, `posix-shm`, `mqueue`.
     pub kind: &'static str,
-    /// The SysV id, or the file name.
+    /// The SysV id, or the file name (shown lossily where it is not UTF-8).
     pub id: String,
     pub bytes: Option<u64>,
+    /// The file's name as it is: what removal unlinks (`id` may name another file, e.g.
+    /// `x\xff` shows as `x\u{fffd}`, which is a valid name of its own).
+    file: Option<OsString>,
 }
 
 /// Parses a `/proc/sysvipc/{shm,sem,msg}` table: the ids owned or created by `uid`.
@@ -66,6 +70,7 @@ fn files_of(dir: &Path, uid: u32, kind: &'static str) -> Vec<Object> {
                 kind,
                 id: e.name.to_string_lossy().into_owned(),
                 bytes: Some(st.st_size as u64),
+                file: Some(e.name),
             })
         })
         .collect()
@@ -84,6 +89,7 @@ pub fn list(uid: u32) -> Vec<Object> {
                     kind,
                     id: id.to_string(),
                     bytes,
+                    file: None,
                 }),
         );
     }
@@ -107,6 +113,7 @@ pub fn remove(uid: u32) -> (Vec<Object>, Vec<String>) {
                 o.id.parse()
                     .map_err(|_| format!("bad id {}", o.id))
                     .and_then(|id| remove_sysv(kind, id).map_err(|e| e.to_string()))
+                    .map(|()| true)
             }
             kind => {
                 let dir = if kind == "posix-shm" {
@@ -114,23 +121,70 @@ pub fn remove(uid: u32) -> (Vec<Object>, Vec<String>) {
                 } else {
                     "/dev/mqueue"
                 };
-                // Never through a path a user could swap: unlink in the directory we hold.
-                Dir::open(dir)
-                    .and_then(|d| d.unlink(&o.id))
-                    .map_err(|e| e.to_string())
+                let name = o.file.clone().unwrap_or_else(|| o.id.clone().into());
+                remove_file_of(Path::new(dir), &name, uid)
             }
         };
         match r {
-            Ok(()) => removed.push(o),
+            Ok(true) => removed.push(o),
+            Ok(false) => {} // gone meanwhile
             Err(e) => failed.push(e),
         }
     }
     (removed, failed)
 }
 
+/// Unlinks `dir/name` if it is still a file of `uid`. Never through a path a user could
+/// swap (the unlink is in the directory held open), by the name as it is (not as shown), and
+/// only while the user owns it: since the listing it may have been removed and its name taken
+/// by another user. `Ok(false)` when it is gone.
+fn remove_file_of(dir: &Path, name: &std::ffi::OsStr, uid: u32) -> Result<bool, String> {
+    let d = Dir::open(dir).map_err(|e| e.to_string())?;
+    match d.stat(name).map_err(|e| e.to_string())? {
+        None => Ok(false),
+        Some(st) if st.st_uid == uid => d.unlink(name).map(|()| true).map_err(|e| e.to_string()),
+        Some(st) => Err(format!(
+            "{} is no longer uid {uid}'s (now uid {}'s): kept",
+            d.path().join(name).display(),
+            st.st_uid
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_removed_by_its_own_name_and_only_while_it_is_the_users() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        let raw = std::ffi::OsStr::from_bytes(b"x\xff");
+        let shown = "x\u{fffd}"; // what the raw name shows as, and a valid name of its own
+        std::fs::write(t.path().join(raw), "").unwrap();
+        std::fs::write(t.path().join(shown), "").unwrap();
+        let e = remove_file_of(t.path(), raw, me + 1).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "is no longer uid {}'s (now uid {me}'s): kept",
+                me + 1
+            )),
+            "{e}"
+        );
+        assert!(t.path().join(raw).exists());
+        assert_eq!(remove_file_of(t.path(), raw, me), Ok(true));
+        assert!(!t.path().join(raw).exists());
+        assert!(
+            t.path().join(shown).exists(),
+            "the file it shows as is another"
+        );
+        assert_eq!(
+            remove_file_of(t.path(), raw, me),
+            Ok(false),
+            "gone: nothing to do"
+        );
+    }
 
     #[test]
     fn parses_the_kernel_tables_by_column_name() {
