@@ -1122,7 +1122,9 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
             // shows as "x\u{fffd}", which here is u1's. Removal goes by the name as it is.
             let raw = Path::new(std::ffi::OsStr::from_bytes(b"/dev/shm/x\xff"));
             let shown = Path::new("/dev/shm/x\u{fffd}");
-            for (path, uid) in [(raw, 2200), (shown, 2201)] {
+            // A name that would write to the terminal of whoever lists it.
+            let ansi = Path::new("/dev/shm/t\x1b]0;owned\x07");
+            for (path, uid) in [(raw, 2200), (shown, 2201), (ansi, 2200)] {
                 std::fs::write(path, "").unwrap();
                 std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
             }
@@ -1143,9 +1145,30 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
             kinds.sort();
             assert_eq!(
                 kinds,
-                ["mqueue", "msg", "posix-shm", "posix-shm", "sem", "shm"],
+                [
+                    "mqueue",
+                    "msg",
+                    "posix-shm",
+                    "posix-shm",
+                    "posix-shm",
+                    "sem",
+                    "shm"
+                ],
                 "{v}"
             );
+            // Root's table shows the names escaped: nothing reaches its terminal raw.
+            let out = as_user(
+                0,
+                common::cli().to_str().unwrap(),
+                &["session", "ipc", "u0"],
+            );
+            assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr);
+            assert!(
+                out.stdout.contains("t\\x1b]0;owned\\x07") && out.stdout.contains("x\\xff"),
+                "{}",
+                out.stdout
+            );
+            assert!(!out.stdout.contains('\x1b'), "{:?}", out.stdout);
             let out = as_user(
                 2201,
                 common::cli().to_str().unwrap(),
@@ -1187,7 +1210,10 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
                 Path::new("/dev/shm/pshm-2201").exists()
                     && Path::new("/dev/mqueue/mq-2201").exists()
             );
-            assert!(!raw.exists(), "u0's x\\xff is left");
+            assert!(
+                !raw.exists() && !ansi.exists(),
+                "u0's x\\xff or t\\x1b... is left"
+            );
             assert!(shown.exists(), "u1's x\u{fffd} was removed for u0's x\\xff");
             // With a process of the user still running, its objects are kept.
             let s = open(2201, leader.id());

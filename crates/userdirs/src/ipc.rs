@@ -19,12 +19,40 @@ pub const FIRST_REGULAR_UID: u32 = 1000;
 pub struct Object {
     /// `shm`, `sem`, `msg`, `posix-shm`, `mqueue`.
     pub kind: &'static str,
-    /// The SysV id, or the file name (shown lossily where it is not UTF-8).
+    /// The SysV id, or the file name as [`shown`] (escaped: any user may name a file).
     pub id: String,
     pub bytes: Option<u64>,
-    /// The file's name as it is: what removal unlinks (`id` may name another file, e.g.
-    /// `x\xff` shows as `x\u{fffd}`, which is a valid name of its own).
+    /// The file's name as it is: what removal unlinks.
     file: Option<OsString>,
+}
+
+/// A file name as text that is safe to print and tells every name apart: bytes that are not
+/// UTF-8 and control characters as C escapes (`\xff`, `\x1b`, `\u{85}`), a backslash doubled.
+/// A user's `/dev/shm` file named with terminal escapes must not write to root's terminal
+/// (`runplane session ipc`) or forge a line of the daemon's log, and `x\xff` must not read as
+/// another user's `x\u{fffd}`.
+pub fn shown(name: &std::ffi::OsStr) -> String {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() && (c as u32) < 0x80 => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
 }
 
 /// Parses a `/proc/sysvipc/{shm,sem,msg}` table: the ids owned or created by `uid`.
@@ -68,7 +96,7 @@ fn files_of(dir: &Path, uid: u32, kind: &'static str) -> Vec<Object> {
             let st = d.stat(&e.name).ok()??;
             (st.st_uid == uid).then(|| Object {
                 kind,
-                id: e.name.to_string_lossy().into_owned(),
+                id: shown(&e.name),
                 bytes: Some(st.st_size as u64),
                 file: Some(e.name),
             })
@@ -144,8 +172,9 @@ fn remove_file_of(dir: &Path, name: &std::ffi::OsStr, uid: u32) -> Result<bool, 
         None => Ok(false),
         Some(st) if st.st_uid == uid => d.unlink(name).map(|()| true).map_err(|e| e.to_string()),
         Some(st) => Err(format!(
-            "{} is no longer uid {uid}'s (now uid {}'s): kept",
-            d.path().join(name).display(),
+            "{}/{} is no longer uid {uid}'s (now uid {}'s): kept",
+            d.path().display(),
+            shown(name),
             st.st_uid
         )),
     }
@@ -154,6 +183,22 @@ fn remove_file_of(dir: &Path, name: &std::ffi::OsStr, uid: u32) -> Result<bool, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_shown_escaped_and_apart() {
+        use std::os::unix::ffi::OsStrExt;
+        let s = |b: &[u8]| shown(std::ffi::OsStr::from_bytes(b));
+        assert_eq!(s(b"pshm-1000"), "pshm-1000");
+        assert_eq!(s(b"x\xff"), "x\\xff");
+        assert_eq!(s("x\u{fffd}".as_bytes()), "x\u{fffd}");
+        assert_eq!(s(b"a\x1b]0;owned\x07\n"), "a\\x1b]0;owned\\x07\\x0a");
+        assert_eq!(s("\u{85}é".as_bytes()), "\\u{85}é");
+        assert_eq!(
+            s(b"a\\xff"),
+            "a\\\\xff",
+            "a literal backslash is not an escape"
+        );
+    }
 
     #[test]
     fn a_file_is_removed_by_its_own_name_and_only_while_it_is_the_users() {
