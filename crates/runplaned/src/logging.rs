@@ -42,8 +42,62 @@ pub fn init() {
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| OneLine)
         .with_target(false)
         .with_ansi(false)
         .try_init();
+}
+
+/// stderr, where each event is one line: messages carry what users chose (a file name in a
+/// runtime dir that could not be removed, a user name in a refused request), and a newline or
+/// carriage return in one must not start a forged line of root's log. tracing's formatter
+/// escapes terminal escapes but not these; it writes each event with one `write_all`, ending
+/// in its newline, so every other control character (but tab) is escaped here.
+struct OneLine;
+
+impl std::io::Write for OneLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().write_all(&one_line(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+fn one_line(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let escaped = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    if !body.iter().any(|&b| escaped(b)) {
+        return buf.into();
+    }
+    let mut out = Vec::with_capacity(buf.len() + 16);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b if escaped(b) => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            b => out.push(b),
+        }
+    }
+    out.extend_from_slice(&buf[body.len()..]);
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_event_stays_one_line_whatever_its_message_holds() {
+        let plain = b"2026-12-02T12:00:00Z  INFO removed /run/user/1000\n";
+        assert_eq!(&*one_line(plain), &plain[..]);
+        assert_eq!(
+            &*one_line(b"INFO unable to remove a\nERROR forged\r\x00\x7f\tz\n"),
+            &b"INFO unable to remove a\\nERROR forged\\r\\x00\\x7f\tz\n"[..]
+        );
+        // Without its final newline (a partial write) nothing is added.
+        assert_eq!(&*one_line(b"a\nb"), &b"a\\nb"[..]);
+    }
 }

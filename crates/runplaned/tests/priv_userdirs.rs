@@ -574,7 +574,7 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
     require_root!();
     run_private(users_at(2500, 2), |p| {
         let cfg = config(p, "");
-        let _d = start(&cfg);
+        let d = start(&cfg);
         let u0 = Some(Credentials {
             uid: 2500,
             gid: 2500,
@@ -742,6 +742,33 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
             )),
             "{}",
             e.message
+        );
+        // A name with a newline, refused (and logged at debug): it cannot start a line of
+        // the daemon's log.
+        let forged = "nosuch\n2026-12-02T00:00:00Z ERROR forged";
+        let e = c
+            .session_open(SessionOpen {
+                user: Some(forged.into()),
+                uid: None,
+                pid: None,
+                allow_nested: None,
+                gid: None,
+            })
+            .unwrap_err();
+        let ClientError::Daemon(e) = e else {
+            panic!("{e}")
+        };
+        assert_eq!(e.code, Code::ENOENT, "{}", e.message);
+        eventually("the refusal is logged", || {
+            d.log()
+                .contains("nosuch\\n2026-12-02T00:00:00Z ERROR forged")
+        });
+        assert!(
+            !d.log()
+                .lines()
+                .any(|l| l.starts_with("2026-12-02T00:00:00Z")),
+            "{}",
+            d.log()
         );
         c.ping().unwrap();
         kill(root_proc);
@@ -1309,24 +1336,22 @@ fn priv_a_users_fuse_mount_inside_is_dropped_with_the_dir() {
         },
         |p| {
             let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
-            let _d = start(&cfg);
+            let d = start(&cfg);
             let leader = sleeper();
             let s = open(2300, leader.id());
             let src = p.scratch.join("src");
             std::fs::create_dir(&src).unwrap();
             std::fs::write(src.join("precious"), b"keep").unwrap();
             std::os::unix::fs::chown(&src, Some(2300), Some(2300)).unwrap();
-            std::fs::create_dir("/run/user/2300/fuse").unwrap();
-            std::os::unix::fs::chown("/run/user/2300/fuse", Some(2300), Some(2300)).unwrap();
+            // Named by the user, with a newline: the daemon's log names the mount it detaches,
+            // and that must not start a forged line.
+            let at = "/run/user/2300/fuse\n2026-12-02T00:00:00Z ERROR forged";
+            std::fs::create_dir(at).unwrap();
+            std::os::unix::fs::chown(at, Some(2300), Some(2300)).unwrap();
             // The user mounts FUSE through the setuid fusermount3, as a desktop's portal would.
             let fuse = SysProc(
                 runplane_sys::spawn::Spawn::new("/usr/bin/bindfs")
-                    .args([
-                        "-f",
-                        "--no-allow-other",
-                        src.to_str().unwrap(),
-                        "/run/user/2300/fuse",
-                    ])
+                    .args(["-f", "--no-allow-other", src.to_str().unwrap(), at])
                     .env("PATH", "/usr/bin:/bin")
                     .credentials(Credentials {
                         uid: 2300,
@@ -1337,10 +1362,10 @@ fn priv_a_users_fuse_mount_inside_is_dropped_with_the_dir() {
                     .unwrap(),
             );
             eventually("the FUSE mount appears", || {
-                runplane_sys::mountinfo::read().unwrap().iter().any(|m| {
-                    m.mount_point == Path::new("/run/user/2300/fuse")
-                        && m.fstype.starts_with("fuse")
-                })
+                runplane_sys::mountinfo::read()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m.mount_point == Path::new(at) && m.fstype.starts_with("fuse"))
             });
             client().session_close(s.id).unwrap();
             eventually("the dir is removed", || {
@@ -1353,6 +1378,15 @@ fn priv_a_users_fuse_mount_inside_is_dropped_with_the_dir() {
                     .any(|m| m.mount_point.starts_with("/run/user/2300"))
             );
             assert_eq!(std::fs::read(src.join("precious")).unwrap(), b"keep");
+            let log = d.log();
+            assert!(
+                log.contains("detached /run/user/2300/fuse\\n2026-12-02T00:00:00Z ERROR forged"),
+                "{log}"
+            );
+            assert!(
+                !log.lines().any(|l| l.starts_with("2026-12-02T00:00:00Z")),
+                "{log}"
+            );
             drop(fuse);
             kill(leader);
         },
