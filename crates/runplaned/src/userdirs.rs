@@ -327,7 +327,7 @@ impl Userdirs {
             }
             Event::GraceExpired { uid, generation } => {
                 i.timers.remove(&uid);
-                i.lc.grace_expired(uid, generation, now)
+                i.lc.grace_expired(uid, generation)
             }
         };
         let _ = i.execute(actions);

@@ -492,14 +492,18 @@ impl Lifecycle {
         }
     }
 
-    /// A grace timer fired. Removes the user if it is still in that grace period.
-    pub fn grace_expired(&mut self, uid: u32, generation: u64, now: u64) -> Vec<Action> {
+    /// A grace timer fired. Removes the user if it is still in that grace period (each grace
+    /// period has a generation of its own). The timer, not the wall clock, says the period is
+    /// over: it runs on the monotonic clock, while the deadline is recorded in wall-clock time,
+    /// which NTP or `date -s` may step back or slew while the timer runs; a timer that fired
+    /// with the wall clock short of the deadline must still remove, or the dir would stay.
+    pub fn grace_expired(&mut self, uid: u32, generation: u64) -> Vec<Action> {
         match self.users.get(&uid) {
             Some(u)
                 if u.generation == generation
                     && u.sessions.is_empty()
                     && !u.linger
-                    && matches!(u.phase, Phase::Grace { deadline } if deadline <= now) =>
+                    && matches!(u.phase, Phase::Grace { .. }) =>
             {
                 let u = self.remove_user(uid).expect("present");
                 vec![Action::Remove { uid, dir: u.dir }]
@@ -548,7 +552,9 @@ impl Lifecycle {
     /// Rebuilds the table from records written before a restart. `alive` says whether a
     /// session's leader is still the same live process. Dead sessions are dropped; a user left
     /// without sessions goes the way of a last logout (its grace period, if it was in one,
-    /// resumes with its original deadline).
+    /// resumes with its original deadline, but ends within the configured grace from `now`:
+    /// a wall clock stepped back since, or a record from a longer grace, must not keep a dir
+    /// for longer than that).
     pub fn restore(
         &mut self,
         records: Vec<(User, Vec<Session>)>,
@@ -577,10 +583,15 @@ impl Lifecycle {
             }
             match phase {
                 Phase::Grace { deadline } if !u.linger => {
+                    let latest = now.saturating_add(self.policy.grace_ms);
+                    if deadline > latest {
+                        u.phase = Phase::Grace { deadline: latest };
+                        actions.push(Action::Persist { uid });
+                    }
                     actions.push(Action::ArmGrace {
                         uid,
                         generation: u.generation,
-                        deadline,
+                        deadline: deadline.min(latest),
                     });
                 }
                 _ => actions.extend(self.unpinned(uid, now)),
@@ -665,11 +676,10 @@ mod tests {
             ]
         );
         assert_eq!(l.user(1000).unwrap().phase.name(), "grace");
-        // Too early, or the wrong generation: nothing.
-        assert_eq!(l.grace_expired(1000, 1, 10_006), vec![]);
-        assert_eq!(l.grace_expired(1000, 0, 20_000), vec![]);
+        // The wrong generation (a timer of an earlier grace period): nothing.
+        assert_eq!(l.grace_expired(1000, 0), vec![]);
         assert_eq!(
-            l.grace_expired(1000, 1, 10_007),
+            l.grace_expired(1000, 1),
             vec![Action::Remove {
                 uid: 1000,
                 dir: Some(INFO)
@@ -691,11 +701,7 @@ mod tests {
             vec![Action::Persist { uid: 1000 }],
             "no new Create: the dir is kept"
         );
-        assert_eq!(
-            l.grace_expired(1000, 1, 99_999),
-            vec![],
-            "the old timer is stale"
-        );
+        assert_eq!(l.grace_expired(1000, 1), vec![], "the old timer is stale");
         assert_eq!(l.user(1000).unwrap().phase, Phase::Active);
     }
 
@@ -731,7 +737,7 @@ mod tests {
             }
         );
         assert_eq!(l.processes_gone(1000, 60), vec![], "only from waiting");
-        assert_eq!(l.grace_expired(1000, 2, 10_050).len(), 1);
+        assert_eq!(l.grace_expired(1000, 2).len(), 1);
     }
 
     #[test]
@@ -758,7 +764,7 @@ mod tests {
             l.set_linger(1000, 100, "alice", true, 4).unwrap(),
             vec![Action::Persist { uid: 1000 }]
         );
-        assert_eq!(l.grace_expired(1000, 1, 20_000), vec![]);
+        assert_eq!(l.grace_expired(1000, 1), vec![]);
         assert_eq!(l.set_linger(2000, 200, "bob", false, 5).unwrap(), vec![]);
     }
 
@@ -868,6 +874,68 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn a_grace_period_ends_when_its_timer_fires_whatever_the_wall_clock_says() {
+        let mut l = Lifecycle::new(policy(Lifetime::Sessions), 1);
+        let (a, _) = l.open(1000, 100, "alice", leader(10), 50_000).unwrap();
+        l.created(1000, INFO);
+        let acts = l.close(a, 50_000).unwrap();
+        assert!(acts.contains(&Action::ArmGrace {
+            uid: 1000,
+            generation: 1,
+            deadline: 60_000
+        }));
+        // The timer (monotonic) fires ten seconds later, but the wall clock was stepped back
+        // an hour meanwhile and reads before the deadline: the period is over all the same.
+        assert_eq!(
+            l.grace_expired(1000, 1),
+            vec![Action::Remove {
+                uid: 1000,
+                dir: Some(INFO)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_restored_grace_period_ends_within_the_configured_grace() {
+        let mut l = Lifecycle::new(policy(Lifetime::Sessions), 1);
+        let (a, _) = l.open(1000, 100, "alice", leader(10), 0).unwrap();
+        l.created(1000, INFO);
+        let (b, _) = l.open(2000, 200, "bob", leader(20), 0).unwrap();
+        l.created(2000, INFO);
+        // alice's record was written when the wall clock read a year ahead (since corrected);
+        // bob's is an ordinary one, 4 s left of 10.
+        let year = 365 * 24 * 3_600_000;
+        l.close(a, year).unwrap();
+        l.close(b, 6_000).unwrap();
+        let records: Vec<_> = l
+            .users()
+            .map(|u| (u.clone(), l.sessions_of(u.uid)))
+            .collect();
+        let mut r = Lifecycle::new(policy(Lifetime::Sessions), l.next_id());
+        let acts = r.restore(records, |_| false, 12_000);
+        assert!(
+            acts.contains(&Action::ArmGrace {
+                uid: 1000,
+                generation: 1,
+                deadline: 22_000
+            }) && acts.contains(&Action::Persist { uid: 1000 }),
+            "{acts:?}"
+        );
+        assert_eq!(
+            r.user(1000).unwrap().phase,
+            Phase::Grace { deadline: 22_000 }
+        );
+        assert!(
+            acts.contains(&Action::ArmGrace {
+                uid: 2000,
+                generation: 1,
+                deadline: 16_000
+            }) && !acts.contains(&Action::Persist { uid: 2000 }),
+            "{acts:?}"
+        );
+    }
+
     proptest! {
         /// Whatever happens, the table stays consistent, and once every session is closed, every
         /// process is gone and every timer has fired, only lingering users remain.
@@ -893,7 +961,7 @@ mod tests {
                     Op::Gone(u) => apply(l.processes_gone(u, now), &mut timers),
                     Op::Expire(u) => {
                         let g = l.user(u).map_or(0, |x| x.generation);
-                        apply(l.grace_expired(u, g, now), &mut timers)
+                        apply(l.grace_expired(u, g), &mut timers)
                     }
                     Op::Linger(u, on) => apply(l.set_linger(u, u, "u", on, now).unwrap(), &mut timers),
                     Op::Tick(d) => now += d,
@@ -917,8 +985,7 @@ mod tests {
             for id in ids { apply(l.close(id, now).unwrap(), &mut timers); }
             let uids: Vec<_> = l.users().map(|u| u.uid).collect();
             for u in uids { apply(l.processes_gone(u, now), &mut timers); }
-            now += 1_000_000;
-            for (uid, g, _) in timers.clone() { l.grace_expired(uid, g, now); }
+            for (uid, g, _) in timers.clone() { l.grace_expired(uid, g); }
             for u in l.users() { prop_assert!(u.linger, "{:?} survived without linger", u); }
         }
     }
