@@ -38,7 +38,16 @@ use runplane_userdirs::store::Store;
 pub enum Event {
     LeaderExited(SessionId),
     ProcessesGone(u32),
-    GraceExpired { uid: u32, generation: u64 },
+    GraceExpired {
+        uid: u32,
+        generation: u64,
+    },
+    /// The removal of a user's dir, started on a blocking thread, is done.
+    Removed {
+        uid: u32,
+        existed: bool,
+        outcome: Result<runplane_userdirs::dirs::Removed, runplane_userdirs::dirs::DirError>,
+    },
 }
 
 pub fn now_ms() -> u64 {
@@ -104,6 +113,10 @@ struct Inner {
     max_sessions: usize,
     /// The pidfds watchers of logged-out users' processes may hold (see [`FdBudget`]).
     watch_permits: std::sync::Arc<WatchPermits>,
+    /// Users whose dir is being removed, on a blocking thread so that a tree of a million
+    /// files costs no one else's login a wait. A login or linger of such a uid waits for the
+    /// end (see `Userdirs::inner_for`), which drops the sender.
+    removing: HashMap<u32, tokio::sync::watch::Sender<()>>,
     /// The users' mount options while a paged listing of `status.userdirs` goes on: read
     /// from mountinfo for its first page and kept until its last, or until the mount table
     /// changes (10,000 users take about 80 pages; mountinfo then has 10,000 lines).
@@ -246,6 +259,7 @@ impl Userdirs {
             events,
             max_sessions: budget.sessions,
             watch_permits: WatchPermits::new(budget.watched),
+            removing: HashMap::new(),
             unsaved: std::collections::BTreeMap::new(),
             listing: None,
         };
@@ -329,8 +343,33 @@ impl Userdirs {
                 i.timers.remove(&uid);
                 i.lc.grace_expired(uid, generation)
             }
+            Event::Removed {
+                uid,
+                existed,
+                outcome,
+            } => {
+                i.removed(uid, existed, outcome);
+                vec![]
+            }
         };
         let _ = i.execute(actions);
+    }
+
+    /// The lock, once no removal of `uid`'s dir is under way: a login or linger waits for
+    /// one to end, since a dir made meanwhile would be taken by it (or adopt a tree being
+    /// emptied). Logins of other users never wait for a removal.
+    async fn inner_for(&self, uid: u32) -> Result<std::sync::MutexGuard<'_, Inner>, ErrorReply> {
+        loop {
+            let mut done = {
+                let i = self.inner()?;
+                match i.removing.get(&uid) {
+                    None => return Ok(i),
+                    Some(tx) => tx.subscribe(),
+                }
+            };
+            // Err once the removal is over: its sender is dropped then.
+            let _ = done.changed().await;
+        }
     }
 
     /// `session_open`.
@@ -412,7 +451,7 @@ impl Userdirs {
                 ));
             }
         }
-        let mut i = self.inner()?;
+        let mut i = self.inner_for(account.uid).await?;
         i.session_room(account.uid, cred.uid)?;
         if req.allow_nested == Some(false)
             && let Some((sid, suid)) = i.enclosing_session(pid, account.uid)
@@ -536,7 +575,7 @@ impl Userdirs {
                 format!("{:?} cannot be a linger file name", account.name),
             ));
         }
-        let mut i = self.inner()?;
+        let mut i = self.inner_for(account.uid).await?;
         i.write_linger_file(&account.name, req.enable)
             .map_err(|e| err(Code::EIO, e))?;
         let actions =
@@ -1154,6 +1193,9 @@ impl Inner {
         }
     }
 
+    /// Removes a user's dir (and, with `remove_ipc`, its IPC objects) on a blocking thread;
+    /// `Event::Removed` reports the end, and only then is the user's record deleted (a restart
+    /// meanwhile finds it and removes again).
     fn remove(&mut self, uid: u32, existed: bool) {
         self.names.retain(|_, u| *u != uid);
         for m in [&mut self.watchers, &mut self.timers] {
@@ -1161,10 +1203,45 @@ impl Inner {
                 h.abort();
             }
         }
-        if self.cfg.remove_ipc {
-            self.remove_ipc(uid);
-        }
-        match self.root.remove(uid) {
+        let remove_ipc = self.cfg.remove_ipc;
+        let root = match self.root.try_clone() {
+            Ok(r) => r,
+            Err(e) => {
+                // No fd to spare for the thread: remove here, holding everyone up once.
+                tracing::warn!(uid, "removing the dir in line: {e}");
+                if remove_ipc {
+                    remove_ipc_of(uid);
+                }
+                let outcome = self.root.remove(uid);
+                self.removed(uid, existed, outcome);
+                return;
+            }
+        };
+        tracing::debug!(uid, "removing {}", self.root.user_path(uid).display());
+        let (tx, _) = tokio::sync::watch::channel(());
+        self.removing.insert(uid, tx);
+        let events = self.events.clone();
+        tokio::task::spawn_blocking(move || {
+            if remove_ipc {
+                remove_ipc_of(uid);
+            }
+            let outcome = root.remove(uid);
+            let _ = events.send(Event::Removed {
+                uid,
+                existed,
+                outcome,
+            });
+        });
+    }
+
+    /// A removal is over: says how it went, deletes the record and lets waiting logins on.
+    fn removed(
+        &mut self,
+        uid: u32,
+        existed: bool,
+        outcome: Result<runplane_userdirs::dirs::Removed, runplane_userdirs::dirs::DirError>,
+    ) {
+        match outcome {
             Ok(runplane_userdirs::dirs::Removed {
                 report: r,
                 not_emptied,
@@ -1198,6 +1275,7 @@ impl Inner {
         }
         let deleted = self.store.delete(uid);
         self.note_written(uid, deleted);
+        self.removing.remove(&uid);
     }
 
     /// Keeps track of what the journal lacks: a failed write is logged (once per user until
@@ -1235,29 +1313,6 @@ impl Inner {
     }
 
     /// RemoveIPC at the final removal: never for system users, never under running processes.
-    fn remove_ipc(&self, uid: u32) {
-        use runplane_userdirs::ipc;
-        if uid < ipc::FIRST_REGULAR_UID {
-            return;
-        }
-        let procs = runplane_userdirs::procs::pids_of(Path::new("/proc"), uid);
-        if procs.any() {
-            tracing::info!(
-                uid,
-                processes = procs.pids.len(),
-                "keeping IPC objects: processes of the uid still run"
-            );
-            return;
-        }
-        let (removed, failed) = ipc::remove(uid);
-        for o in &removed {
-            tracing::info!(uid, kind = o.kind, id = %o.id, "removed IPC object");
-        }
-        for f in failed {
-            tracing::error!(uid, "RemoveIPC: {f}");
-        }
-    }
-
     /// Pins the session's leader (its pidfd, kept until the session ends) and watches it
     /// for its exit. The epoll registration waits until the answer is sent (crate::after): it
     /// costs a login about 4 us here (BENCHMARKS.md), and nothing is missed meanwhile, since
@@ -1495,6 +1550,30 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// RemoveIPC for `uid`, unless it is a system user or processes of the uid still run.
+fn remove_ipc_of(uid: u32) {
+    use runplane_userdirs::ipc;
+    if uid < ipc::FIRST_REGULAR_UID {
+        return;
+    }
+    let procs = runplane_userdirs::procs::pids_of(Path::new("/proc"), uid);
+    if procs.any() {
+        tracing::info!(
+            uid,
+            processes = procs.pids.len(),
+            "keeping IPC objects: processes of the uid still run"
+        );
+        return;
+    }
+    let (removed, failed) = ipc::remove(uid);
+    for o in &removed {
+        tracing::info!(uid, kind = o.kind, id = %o.id, "removed IPC object");
+    }
+    for f in failed {
+        tracing::error!(uid, "RemoveIPC: {f}");
     }
 }
 

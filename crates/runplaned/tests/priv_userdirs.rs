@@ -404,6 +404,50 @@ fn priv_the_open_file_limit_bounds_sessions_and_watches_give_way_to_scans() {
 }
 
 #[test]
+fn priv_removing_a_huge_tree_holds_up_no_other_users_login() {
+    require_root!();
+    run_private(users_at(2430, 2), |p| {
+        let cfg = config(
+            p,
+            "lifetime = \"sessions\"\ngrace = \"0\"\nsize = \"64M\"\ninodes = 400000\n",
+        );
+        let d = start(&cfg);
+        let (a, b) = (sleeper(), sleeper());
+        let s = open(2430, a.id());
+        // 200,000 files, as a user may leave behind: emptying them takes the remover seconds.
+        let dir = Path::new("/run/user/2430");
+        for i in 0..200 {
+            let sub = dir.join(format!("d{i}"));
+            std::fs::create_dir(&sub).unwrap();
+            for j in 0..1000 {
+                std::fs::File::create(sub.join(format!("f{j}"))).unwrap();
+            }
+        }
+        client().session_close(s.id).unwrap();
+        eventually("the removal has started", || {
+            d.log().contains("removing /run/user/2430")
+        });
+        // Another user's first login is served meanwhile, not after.
+        let other = open(2431, b.id());
+        assert!(other.created);
+        assert!(
+            dir.exists() && !d.log().contains("removed /run/user/2430"),
+            "the removal was over before the other login was served"
+        );
+        // The same user's login waits for the removal and gets a new, empty dir.
+        let again = open(2430, a.id());
+        assert!(again.created);
+        assert!(
+            d.log()
+                .contains("removed /run/user/2430 uid=2430 files=200000 dirs=201")
+        );
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
+        assert_eq!(state_of(2430).as_deref(), Some("active"));
+        assert_eq!(d.stop(), ExitStatus::Exited(0));
+    });
+}
+
+#[test]
 fn priv_a_user_opening_sessions_in_a_loop_is_stopped_and_logins_are_not() {
     require_root!();
     run_private(users_at(2380, 1), |p| {
