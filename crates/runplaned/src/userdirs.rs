@@ -42,12 +42,50 @@ pub enum Event {
         uid: u32,
         generation: u64,
     },
-    /// The removal of a user's dir, started on a blocking thread, is done.
+    /// The removal of a user's dir, on the remover thread, is done.
     Removed {
         uid: u32,
         existed: bool,
-        outcome: Result<runplane_userdirs::dirs::Removed, runplane_userdirs::dirs::DirError>,
+        outcome: Result<runplane_userdirs::dirs::Removed, String>,
     },
+}
+
+/// A removal for the remover thread.
+struct Removal {
+    uid: u32,
+    existed: bool,
+    remove_ipc: bool,
+}
+
+/// Starts the thread that removes users' dirs, one at a time: a removal holds up to one fd
+/// per level of the tree (256), which `FD_RESERVE` has room for once, not for many at once.
+/// Each reports `Event::Removed`, also when it panicked.
+fn spawn_remover(
+    root: std::sync::Arc<Root>,
+    events: UnboundedSender<Event>,
+) -> std::io::Result<std::sync::mpsc::Sender<Removal>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Removal>();
+    std::thread::Builder::new()
+        .name("remover".into())
+        // Emptying a 256-level tree takes up to 1 MiB of stack in debug builds.
+        .stack_size(2 << 20)
+        .spawn(move || {
+            for job in rx {
+                let outcome = std::panic::catch_unwind(|| {
+                    if job.remove_ipc {
+                        remove_ipc_of(job.uid);
+                    }
+                    root.remove(job.uid).map_err(|e| e.to_string())
+                })
+                .unwrap_or_else(|_| Err("the remover panicked".into()));
+                let _ = events.send(Event::Removed {
+                    uid: job.uid,
+                    existed: job.existed,
+                    outcome,
+                });
+            }
+        })?;
+    Ok(tx)
 }
 
 pub fn now_ms() -> u64 {
@@ -97,7 +135,8 @@ struct Inner {
     names: HashMap<String, u32>,
     cfg: UserdirsConfig,
     mount: MountPolicy,
-    root: Root,
+    /// Shared with the remover thread.
+    root: std::sync::Arc<Root>,
     store: Store,
     lc: Lifecycle,
     leaders: std::sync::Arc<Leaders>,
@@ -113,10 +152,12 @@ struct Inner {
     max_sessions: usize,
     /// The pidfds watchers of logged-out users' processes may hold (see [`FdBudget`]).
     watch_permits: std::sync::Arc<WatchPermits>,
-    /// Users whose dir is being removed, on a blocking thread so that a tree of a million
-    /// files costs no one else's login a wait. A login or linger of such a uid waits for the
+    /// Users whose dir is being removed (or queued for it) on the remover thread, so that a
+    /// tree of a million files costs no one else's login a wait. A login or linger of such a uid waits for the
     /// end (see `Userdirs::inner_for`), which drops the sender.
     removing: HashMap<u32, tokio::sync::watch::Sender<()>>,
+    /// The remover thread's queue (`None`: it could not be started; removals run in line).
+    remover: Option<std::sync::mpsc::Sender<Removal>>,
     /// The users' mount options while a paged listing of `status.userdirs` goes on: read
     /// from mountinfo for its first page and kept until its last, or until the mount table
     /// changes (10,000 users take about 80 pages; mountinfo then has 10,000 lines).
@@ -245,6 +286,12 @@ impl Userdirs {
             fds: Mutex::new(HashMap::new()),
         });
         let budget = FdBudget::of_this_process(max_clients);
+        let root = std::sync::Arc::new(root);
+        let remover = spawn_remover(root.clone(), events.clone())
+            .inspect_err(|e| {
+                tracing::warn!("unable to start the remover thread: {e}; removing in line")
+            })
+            .ok();
         let mut inner = Inner {
             reserved: floor,
             names: HashMap::new(),
@@ -260,6 +307,7 @@ impl Userdirs {
             max_sessions: budget.sessions,
             watch_permits: WatchPermits::new(budget.watched),
             removing: HashMap::new(),
+            remover,
             unsaved: std::collections::BTreeMap::new(),
             listing: None,
         };
@@ -1193,7 +1241,7 @@ impl Inner {
         }
     }
 
-    /// Removes a user's dir (and, with `remove_ipc`, its IPC objects) on a blocking thread;
+    /// Removes a user's dir (and, with `remove_ipc`, its IPC objects) on the remover thread;
     /// `Event::Removed` reports the end, and only then is the user's record deleted (a restart
     /// meanwhile finds it and removes again).
     fn remove(&mut self, uid: u32, existed: bool) {
@@ -1203,35 +1251,29 @@ impl Inner {
                 h.abort();
             }
         }
-        let remove_ipc = self.cfg.remove_ipc;
-        let root = match self.root.try_clone() {
-            Ok(r) => r,
-            Err(e) => {
-                // No fd to spare for the thread: remove here, holding everyone up once.
-                tracing::warn!(uid, "removing the dir in line: {e}");
-                if remove_ipc {
-                    remove_ipc_of(uid);
-                }
-                let outcome = self.root.remove(uid);
-                self.removed(uid, existed, outcome);
-                return;
-            }
+        let job = Removal {
+            uid,
+            existed,
+            remove_ipc: self.cfg.remove_ipc,
         };
-        tracing::debug!(uid, "removing {}", self.root.user_path(uid).display());
-        let (tx, _) = tokio::sync::watch::channel(());
-        self.removing.insert(uid, tx);
-        let events = self.events.clone();
-        tokio::task::spawn_blocking(move || {
-            if remove_ipc {
-                remove_ipc_of(uid);
-            }
-            let outcome = root.remove(uid);
-            let _ = events.send(Event::Removed {
-                uid,
-                existed,
-                outcome,
-            });
-        });
+        let job = match &self.remover {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => {
+                    tracing::debug!(uid, "removing {}", self.root.user_path(uid).display());
+                    let (tx, _) = tokio::sync::watch::channel(());
+                    self.removing.insert(uid, tx);
+                    return;
+                }
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        // No remover thread (or it is gone): remove here, holding everyone up this once.
+        if job.remove_ipc {
+            remove_ipc_of(uid);
+        }
+        let outcome = self.root.remove(uid).map_err(|e| e.to_string());
+        self.removed(uid, existed, outcome);
     }
 
     /// A removal is over: says how it went, deletes the record and lets waiting logins on.
@@ -1239,7 +1281,7 @@ impl Inner {
         &mut self,
         uid: u32,
         existed: bool,
-        outcome: Result<runplane_userdirs::dirs::Removed, runplane_userdirs::dirs::DirError>,
+        outcome: Result<runplane_userdirs::dirs::Removed, String>,
     ) {
         match outcome {
             Ok(runplane_userdirs::dirs::Removed {
