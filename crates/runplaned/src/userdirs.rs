@@ -57,6 +57,15 @@ struct Removal {
     remove_ipc: bool,
 }
 
+impl Removal {
+    fn carry_out(&self, root: &Root) -> Result<runplane_userdirs::dirs::Removed, String> {
+        if self.remove_ipc {
+            remove_ipc_of(self.uid);
+        }
+        root.remove(self.uid).map_err(|e| e.to_string())
+    }
+}
+
 /// Starts the thread that removes users' dirs, one at a time: a removal holds up to one fd
 /// per level of the tree (256), which `FD_RESERVE` has room for once, not for many at once.
 /// Each reports `Event::Removed`, also when it panicked.
@@ -71,13 +80,8 @@ fn spawn_remover(
         .stack_size(2 << 20)
         .spawn(move || {
             for job in rx {
-                let outcome = std::panic::catch_unwind(|| {
-                    if job.remove_ipc {
-                        remove_ipc_of(job.uid);
-                    }
-                    root.remove(job.uid).map_err(|e| e.to_string())
-                })
-                .unwrap_or_else(|_| Err("the remover panicked".into()));
+                let outcome = std::panic::catch_unwind(|| job.carry_out(&root))
+                    .unwrap_or_else(|_| Err("the remover panicked".into()));
                 let _ = events.send(Event::Removed {
                     uid: job.uid,
                     existed: job.existed,
@@ -153,8 +157,8 @@ struct Inner {
     /// The pidfds watchers of logged-out users' processes may hold (see [`FdBudget`]).
     watch_permits: std::sync::Arc<WatchPermits>,
     /// Users whose dir is being removed (or queued for it) on the remover thread, so that a
-    /// tree of a million files costs no one else's login a wait. A login or linger of such a uid waits for the
-    /// end (see `Userdirs::inner_for`), which drops the sender.
+    /// tree of a million files costs no one else's login a wait. A login or linger of such a
+    /// uid waits for the end (see `Userdirs::inner_for`), which drops the sender.
     removing: HashMap<u32, tokio::sync::watch::Sender<()>>,
     /// The remover thread's queue (`None`: it could not be started; removals run in line).
     remover: Option<std::sync::mpsc::Sender<Removal>>,
@@ -1269,10 +1273,7 @@ impl Inner {
             None => job,
         };
         // No remover thread (or it is gone): remove here, holding everyone up this once.
-        if job.remove_ipc {
-            remove_ipc_of(uid);
-        }
-        let outcome = self.root.remove(uid).map_err(|e| e.to_string());
+        let outcome = job.carry_out(&self.root);
         self.removed(uid, existed, outcome);
     }
 
@@ -1354,7 +1355,6 @@ impl Inner {
         })
     }
 
-    /// RemoveIPC at the final removal: never for system users, never under running processes.
     /// Pins the session's leader (its pidfd, kept until the session ends) and watches it
     /// for its exit. The epoll registration waits until the answer is sent (crate::after): it
     /// costs a login about 4 us here (BENCHMARKS.md), and nothing is missed meanwhile, since

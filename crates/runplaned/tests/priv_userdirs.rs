@@ -82,6 +82,29 @@ impl Drop for SysProc {
     }
 }
 
+/// A `sleep 300` running as `uid` (gid the same), killed and reaped when dropped.
+fn sleeper_as(uid: u32) -> SysProc {
+    SysProc(
+        runplane_sys::spawn::Spawn::new("/bin/sleep")
+            .arg("300")
+            .credentials(Credentials {
+                uid,
+                gid: uid,
+                groups: vec![],
+            })
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The daemon's refusal of `req`, from an open connection.
+fn refused(c: &mut Client, req: SessionOpen) -> runplane_proto::ErrorReply {
+    match c.session_open(req) {
+        Err(ClientError::Daemon(e)) => e,
+        other => panic!("not refused by the daemon: {other:?}"),
+    }
+}
+
 fn sleeper() -> Proc {
     Proc(Command::new("sleep").arg("300").spawn().unwrap())
 }
@@ -242,17 +265,7 @@ fn priv_processes_lifetime_keeps_the_dir_while_a_process_of_the_user_runs() {
         // A "tmux" of u0 left behind after logout: a process running as uid 2100.
         let leader = sleeper();
         let s = open(2100, leader.id());
-        let tmux = SysProc(
-            runplane_sys::spawn::Spawn::new("/bin/sleep")
-                .arg("300")
-                .credentials(Credentials {
-                    uid: 2100,
-                    gid: 2100,
-                    groups: vec![],
-                })
-                .spawn()
-                .unwrap(),
-        );
+        let tmux = sleeper_as(2100);
         client().session_close(s.id).unwrap();
         eventually("the user waits for its processes", || {
             state_of(2100).as_deref() == Some("waiting-for-processes")
@@ -345,37 +358,21 @@ fn priv_the_open_file_limit_bounds_sessions_and_watches_give_way_to_scans() {
                 .any(|l| l.starts_with("Max open files") && l.contains(" 515 ")),
             "{limits}"
         );
-        let leaders: Vec<SysProc> = (0..4)
-            .map(|_| {
-                SysProc(
-                    runplane_sys::spawn::Spawn::new("/bin/sleep")
-                        .arg("300")
-                        .credentials(Credentials {
-                            uid: 2420,
-                            gid: 2420,
-                            groups: vec![],
-                        })
-                        .spawn()
-                        .unwrap(),
-                )
-            })
-            .collect();
+        let leaders: Vec<SysProc> = (0..4).map(|_| sleeper_as(2420)).collect();
         let ids: Vec<u64> = leaders[..3]
             .iter()
             .map(|l| open(2420, l.0.pid() as u32).id)
             .collect();
-        let e = client()
-            .session_open(SessionOpen {
+        let e = refused(
+            &mut client(),
+            SessionOpen {
                 user: None,
                 uid: Some(2420),
                 pid: Some(leaders[3].0.pid()),
                 allow_nested: None,
                 gid: None,
-            })
-            .unwrap_err();
-        let ClientError::Daemon(e) = e else {
-            panic!("{e}")
-        };
+            },
+        );
         assert_eq!(e.code, Code::EBUSY, "{}", e.message);
         assert!(
             e.message.contains(
@@ -458,13 +455,7 @@ fn priv_a_user_opening_sessions_in_a_loop_is_stopped_and_logins_are_not() {
             gid: 2380,
             groups: vec![],
         });
-        let leader = SysProc(
-            runplane_sys::spawn::Spawn::new("/bin/sleep")
-                .arg("300")
-                .credentials(u0.clone().unwrap())
-                .spawn()
-                .unwrap(),
-        );
+        let leader = sleeper_as(2380);
         let pid = leader.0.pid().to_string();
         let cli = common::cli();
         let own = || {
@@ -764,20 +755,18 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
             let _ = done_rx.recv();
         });
         let tid = tid_rx.recv().unwrap();
-        let e = c
-            .session_open(SessionOpen {
+        let e = refused(
+            &mut c,
+            SessionOpen {
                 user: None,
                 uid: Some(2500),
                 pid: Some(tid),
                 allow_nested: None,
                 gid: None,
-            })
-            .unwrap_err();
+            },
+        );
         drop(done_tx);
         thread.join().unwrap();
-        let ClientError::Daemon(e) = e else {
-            panic!("{e}")
-        };
         assert_eq!(e.code, Code::EINVAL, "{}", e.message);
         assert!(
             e.message.contains(&format!(
@@ -790,18 +779,16 @@ fn priv_unprivileged_peers_are_confined_to_themselves() {
         // A name with a newline, refused (and logged at debug): it cannot start a line of
         // the daemon's log.
         let forged = "nosuch\n2026-12-02T00:00:00Z ERROR forged";
-        let e = c
-            .session_open(SessionOpen {
+        let e = refused(
+            &mut c,
+            SessionOpen {
                 user: Some(forged.into()),
                 uid: None,
                 pid: None,
                 allow_nested: None,
                 gid: None,
-            })
-            .unwrap_err();
-        let ClientError::Daemon(e) = e else {
-            panic!("{e}")
-        };
+            },
+        );
         assert_eq!(e.code, Code::ENOENT, "{}", e.message);
         eventually("the refusal is logged", || {
             d.log()
@@ -1288,17 +1275,7 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
             assert!(shown.exists(), "u1's x\u{fffd} was removed for u0's x\\xff");
             // With a process of the user still running, its objects are kept.
             let s = open(2201, leader.id());
-            let bg = SysProc(
-                runplane_sys::spawn::Spawn::new("/bin/sleep")
-                    .arg("300")
-                    .credentials(Credentials {
-                        uid: 2201,
-                        gid: 2201,
-                        groups: vec![],
-                    })
-                    .spawn()
-                    .unwrap(),
-            );
+            let bg = sleeper_as(2201);
             client().session_close(s.id).unwrap();
             eventually("the dir is removed", || {
                 !Path::new("/run/user/2201").exists()

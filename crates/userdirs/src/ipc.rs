@@ -131,8 +131,17 @@ pub fn remove(uid: u32) -> (Vec<Object>, Vec<String>) {
     let mut removed = Vec::new();
     let mut failed = Vec::new();
     for o in list(uid) {
-        let r = match o.kind {
-            "shm" | "sem" | "msg" => {
+        let r = match &o.file {
+            // /dev/shm and /dev/mqueue entries.
+            Some(name) => {
+                let dir = if o.kind == "posix-shm" {
+                    "/dev/shm"
+                } else {
+                    "/dev/mqueue"
+                };
+                remove_file_of(Path::new(dir), name, uid)
+            }
+            None => {
                 let kind = match o.kind {
                     "shm" => SysvKind::Shm,
                     "sem" => SysvKind::Sem,
@@ -142,15 +151,6 @@ pub fn remove(uid: u32) -> (Vec<Object>, Vec<String>) {
                     .map_err(|_| format!("bad id {}", o.id))
                     .and_then(|id| remove_sysv(kind, id).map_err(|e| e.to_string()))
                     .map(|()| true)
-            }
-            kind => {
-                let dir = if kind == "posix-shm" {
-                    "/dev/shm"
-                } else {
-                    "/dev/mqueue"
-                };
-                let name = o.file.clone().unwrap_or_else(|| o.id.clone().into());
-                remove_file_of(Path::new(dir), &name, uid)
             }
         };
         match r {
