@@ -117,7 +117,7 @@ pub struct UserdirStatus {
     pub user: String,
     pub uid: u32,
     pub path: String,
-    /// `tmpfs`, `adopted`, `fallback-dir`, or `creating`.
+    /// `tmpfs`, `adopted`, `fallback-dir`, `creating`, or `none` (being removed, never made).
     pub backend: String,
     /// The mount's options as the kernel shows them (empty for a plain directory).
     pub options: String,
@@ -131,7 +131,8 @@ pub struct UserdirStatus {
     #[serde(default)]
     pub session_count: u32,
     pub linger: bool,
-    /// `active`, `lingering`, `grace`, `waiting-for-processes`.
+    /// `active`, `lingering`, `grace`, `waiting-for-processes`, or `removing` (queued for
+    /// removal or under way; no sessions).
     pub state: String,
     /// For `grace`: Unix milliseconds of the removal.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,7 +28,7 @@ use runplane_userdirs::accounts::{self, Account, LookupError};
 use runplane_userdirs::config::{Lifetime, UserdirsConfig};
 use runplane_userdirs::dirs::{MountPolicy, Root};
 use runplane_userdirs::lifecycle::{
-    Action, Backend, Leader, Lifecycle, Phase, Policy, Refusal, SessionId,
+    Action, Backend, DirInfo, Leader, Lifecycle, Phase, Policy, Refusal, SessionId,
 };
 use runplane_userdirs::size;
 use runplane_userdirs::store::Store;
@@ -157,15 +157,26 @@ struct Inner {
     /// The pidfds watchers of logged-out users' processes may hold (see [`FdBudget`]).
     watch_permits: std::sync::Arc<WatchPermits>,
     /// Users whose dir is being removed (or queued for it) on the remover thread, so that a
-    /// tree of a million files costs no one else's login a wait. A login or linger of such a
-    /// uid waits for the end (see `Userdirs::inner_for`), which drops the sender.
-    removing: HashMap<u32, tokio::sync::watch::Sender<()>>,
+    /// tree of a million files costs no one else's login a wait; by uid, as status lists them.
+    removing: std::collections::BTreeMap<u32, Removing>,
     /// The remover thread's queue (`None`: it could not be started; removals run in line).
     remover: Option<std::sync::mpsc::Sender<Removal>>,
     /// The users' mount options while a paged listing of `status.userdirs` goes on: read
     /// from mountinfo for its first page and kept until its last, or until the mount table
     /// changes (10,000 users take about 80 pages; mountinfo then has 10,000 lines).
     listing: Option<(runplane_sys::mountinfo::Table, HashMap<u64, String>)>,
+}
+
+/// A user whose dir is queued for removal or being removed on the remover thread. It has left
+/// the lifecycle table; status shows it as `removing` until the removal is over.
+struct Removing {
+    /// Dropped when the removal is over: a login or linger of the uid waits for that (see
+    /// `Userdirs::inner_for`), since a dir made meanwhile would be taken by the removal.
+    done: tokio::sync::watch::Sender<()>,
+    name: String,
+    dir: Option<DirInfo>,
+    size: u64,
+    inodes: u64,
 }
 
 /// Each live session's leader pidfd, registered (edge-triggered) in one epoll set that one
@@ -310,7 +321,7 @@ impl Userdirs {
             events,
             max_sessions: budget.sessions,
             watch_permits: WatchPermits::new(budget.watched),
-            removing: HashMap::new(),
+            removing: std::collections::BTreeMap::new(),
             remover,
             unsaved: std::collections::BTreeMap::new(),
             listing: None,
@@ -416,7 +427,7 @@ impl Userdirs {
                 let i = self.inner()?;
                 match i.removing.get(&uid) {
                     None => return Ok(i),
-                    Some(tx) => tx.subscribe(),
+                    Some(r) => r.done.subscribe(),
                 }
             };
             // Err once the removal is over: its sender is dropped then.
@@ -738,11 +749,7 @@ impl Userdirs {
         // The mount each entry's dir was made on, to be asked about: only ours is shown.
         let ours: Vec<Option<u64>> = page
             .iter()
-            .map(|e| {
-                one_by_one
-                    .then(|| i.lc.user(e.uid)?.dir?.mount_id)
-                    .flatten()
-            })
+            .map(|e| one_by_one.then(|| i.dir_of(e.uid)?.mount_id).flatten())
             .collect();
         drop(i);
         for (e, ours) in page.iter_mut().zip(ours) {
@@ -808,6 +815,19 @@ impl Userdirs {
         let (users, more) = self.entries(m, i, cred, None);
         (mgr, users, more)
     }
+}
+
+/// Two runs of entries, each ascending by uid, as one.
+fn by_uid(
+    a: impl Iterator<Item = UserdirStatus>,
+    b: impl Iterator<Item = UserdirStatus>,
+) -> impl Iterator<Item = UserdirStatus> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.uid < x.uid => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 fn libc_esrch() -> i32 {
@@ -1016,59 +1036,92 @@ impl Inner {
         }
         Some(StaleListing {
             table: self.listing.take().map(|(t, _)| t),
-            ours: self.lc.users().filter_map(|u| u.dir?.mount_id).collect(),
+            ours: (self.lc.users().filter_map(|u| u.dir?.mount_id))
+                .chain(self.removing.values().filter_map(|r| r.dir?.mount_id))
+                .collect(),
         })
     }
 
-    /// One page of `status.userdirs`: the caller's users (root: all) above uid `after`.
-    /// Usage is left at `u64::MAX`, its widest, so that the page's size is counted for any
-    /// usage the caller fills in after.
+    /// One page of `status.userdirs`: the caller's users (root: all) above uid `after`, those
+    /// in the table and those whose dir is being removed, by uid. Usage is left at
+    /// `u64::MAX`, its widest, so that the page's size is counted for any usage the caller
+    /// fills in after.
     fn entries(&mut self, cred: Cred, after: Option<u32>) -> (Vec<UserdirStatus>, bool) {
-        let by_id = self.listing.as_ref().map(|(_, o)| o);
-        let users = self
-            .lc
-            .users_after(after)
-            .filter(|u| cred.uid == 0 || u.uid == cred.uid)
-            .map(|u| {
-                let options = u
-                    .dir
-                    .and_then(|d| d.mount_id)
-                    .and_then(|id| by_id?.get(&id).cloned())
-                    .unwrap_or_default();
-                let limited = !u.dir.is_some_and(|d| d.backend == Backend::FallbackDir);
-                UserdirStatus {
-                    user: u.name.clone(),
-                    uid: u.uid,
-                    path: self.root.user_path(u.uid).display().to_string(),
-                    backend: u
-                        .dir
-                        .map_or("creating", |d| backend_name(d.backend))
-                        .to_owned(),
-                    options,
-                    bytes_used: u64::MAX,
-                    bytes_limit: if limited { u.size } else { 0 },
-                    inodes_used: u64::MAX,
-                    inodes_limit: if limited { u.inodes } else { 0 },
-                    sessions: u
-                        .sessions
-                        .iter()
-                        .copied()
-                        .take(runplane_proto::MAX_STATUS_SESSIONS)
-                        .collect(),
-                    session_count: u.sessions.len() as u32,
-                    linger: u.linger,
-                    state: u.phase.name().to_owned(),
-                    remove_at: match u.phase {
-                        Phase::Grace { deadline } => Some(deadline),
-                        _ => None,
-                    },
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mine = |uid: u32| cred.uid == 0 || uid == cred.uid;
+        let in_table = self.lc.users_after(after).filter(|u| mine(u.uid)).map(|u| {
+            let mut e = self.entry(u.uid, &u.name, u.dir, u.size, u.inodes);
+            e.sessions = (u.sessions.iter().copied())
+                .take(runplane_proto::MAX_STATUS_SESSIONS)
+                .collect();
+            e.session_count = u.sessions.len() as u32;
+            e.linger = u.linger;
+            e.state = u.phase.name().to_owned();
+            e.remove_at = match u.phase {
+                Phase::Grace { deadline } => Some(deadline),
+                _ => None,
+            };
+            e
+        });
+        let from = after.map_or(Unbounded, Excluded);
+        let removing = (self.removing.range((from, Unbounded)))
+            .filter(|(uid, _)| mine(**uid))
+            .map(|(&uid, r)| {
+                let mut e = self.entry(uid, &r.name, r.dir, r.size, r.inodes);
+                e.state = "removing".to_owned();
+                if r.dir.is_none() {
+                    e.backend = "none".to_owned();
                 }
+                e
             });
-        let (page, more) = crate::page::page(users);
+        let (page, more) = crate::page::page(by_uid(in_table, removing));
         if !more {
             self.listing = None; // the listing is over: keep nothing
         }
         (page, more)
+    }
+
+    /// A `status.userdirs` entry of a dir with these limits, without sessions, linger or state.
+    fn entry(
+        &self,
+        uid: u32,
+        name: &str,
+        dir: Option<DirInfo>,
+        size: u64,
+        inodes: u64,
+    ) -> UserdirStatus {
+        let by_id = self.listing.as_ref().map(|(_, o)| o);
+        let options = dir
+            .and_then(|d| d.mount_id)
+            .and_then(|id| by_id?.get(&id).cloned())
+            .unwrap_or_default();
+        let limited = !dir.is_some_and(|d| d.backend == Backend::FallbackDir);
+        UserdirStatus {
+            user: name.to_owned(),
+            uid,
+            path: self.root.user_path(uid).display().to_string(),
+            backend: dir
+                .map_or("creating", |d| backend_name(d.backend))
+                .to_owned(),
+            options,
+            bytes_used: u64::MAX,
+            bytes_limit: if limited { size } else { 0 },
+            inodes_used: u64::MAX,
+            inodes_limit: if limited { inodes } else { 0 },
+            sessions: vec![],
+            session_count: 0,
+            linger: false,
+            state: String::new(),
+            remove_at: None,
+        }
+    }
+
+    /// The dir of `uid`, in the table or being removed.
+    fn dir_of(&self, uid: u32) -> Option<DirInfo> {
+        match self.lc.user(uid) {
+            Some(u) => u.dir,
+            None => self.removing.get(&uid)?.dir,
+        }
     }
 
     /// The account of a user in the table, by name or uid (exactly one given).
@@ -1209,7 +1262,22 @@ impl Inner {
                     generation,
                     deadline,
                 } => self.arm(uid, generation, deadline),
-                Action::Remove { uid, dir } => self.remove(uid, dir.is_some()),
+                Action::Remove {
+                    uid,
+                    dir,
+                    name,
+                    size,
+                    inodes,
+                } => self.remove(
+                    uid,
+                    Removing {
+                        done: tokio::sync::watch::channel(()).0,
+                        name,
+                        dir,
+                        size,
+                        inodes,
+                    },
+                ),
             }
         }
         // Records that could not be written before (a full state dir) go again with this one,
@@ -1248,7 +1316,8 @@ impl Inner {
     /// Removes a user's dir (and, with `remove_ipc`, its IPC objects) on the remover thread;
     /// `Event::Removed` reports the end, and only then is the user's record deleted (a restart
     /// meanwhile finds it and removes again).
-    fn remove(&mut self, uid: u32, existed: bool) {
+    fn remove(&mut self, uid: u32, gone: Removing) {
+        let existed = gone.dir.is_some();
         self.names.retain(|_, u| *u != uid);
         for m in [&mut self.watchers, &mut self.timers] {
             if let Some(h) = m.remove(&uid) {
@@ -1264,8 +1333,7 @@ impl Inner {
             Some(tx) => match tx.send(job) {
                 Ok(()) => {
                     tracing::debug!(uid, "removing {}", self.root.user_path(uid).display());
-                    let (tx, _) = tokio::sync::watch::channel(());
-                    self.removing.insert(uid, tx);
+                    self.removing.insert(uid, gone);
                     return;
                 }
                 Err(std::sync::mpsc::SendError(job)) => job,
@@ -1622,6 +1690,39 @@ fn remove_ipc_of(uid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_in_the_table_and_under_removal_are_merged_by_uid() {
+        let at = |uids: &[u32]| {
+            uids.iter()
+                .map(|&uid| UserdirStatus {
+                    user: String::new(),
+                    uid,
+                    path: String::new(),
+                    backend: String::new(),
+                    options: String::new(),
+                    bytes_used: 0,
+                    bytes_limit: 0,
+                    inodes_used: 0,
+                    inodes_limit: 0,
+                    sessions: vec![],
+                    session_count: 0,
+                    linger: false,
+                    state: String::new(),
+                    remove_at: None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let uids = |a: &[u32], b: &[u32]| {
+            by_uid(at(a).into_iter(), at(b).into_iter())
+                .map(|e| e.uid)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(uids(&[1, 4, 9], &[0, 5, 6, 10]), [0, 1, 4, 5, 6, 9, 10]);
+        assert_eq!(uids(&[], &[3, 7]), [3, 7]);
+        assert_eq!(uids(&[3, 7], &[]), [3, 7]);
+        assert_eq!(uids(&[], &[]), [] as [u32; 0]);
+    }
 
     #[test]
     fn the_fd_budget_leaves_room_for_connections_and_watches() {

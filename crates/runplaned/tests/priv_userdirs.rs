@@ -427,6 +427,33 @@ fn priv_removing_a_huge_tree_holds_up_no_other_users_login() {
         // Another user's first login is served meanwhile, not after.
         let other = open(2431, b.id());
         assert!(other.created);
+        // Status shows the dir under removal, by uid among the others, with what it still
+        // holds; the user sees it too, as its own only.
+        let st = status();
+        let rows: Vec<_> = st
+            .userdirs
+            .iter()
+            .map(|u| (u.uid, u.user.as_str(), u.state.as_str(), u.session_count))
+            .collect();
+        assert_eq!(
+            rows,
+            [(2430, "u0", "removing", 0), (2431, "u1", "active", 1)]
+        );
+        let gone = &st.userdirs[0];
+        assert_eq!(
+            (gone.backend.as_str(), gone.bytes_limit, gone.path.as_str()),
+            ("tmpfs", 64 << 20, "/run/user/2430")
+        );
+        assert!(gone.options.contains("size=65536k"), "{}", gone.options);
+        let own = as_user(2430, common::cli().to_str().unwrap(), &["status", "--json"]);
+        assert_eq!(own.status, ExitStatus::Exited(0), "{}", own.stderr);
+        let own: serde_json::Value = serde_json::from_str(&own.stdout).unwrap();
+        let own = own["userdirs"].as_array().unwrap();
+        assert_eq!(own.len(), 1, "{own:?}");
+        assert_eq!(
+            (own[0]["uid"].as_u64(), own[0]["state"].as_str()),
+            (Some(2430), Some("removing"))
+        );
         assert!(
             dir.exists() && !d.log().contains("removed /run/user/2430"),
             "the removal was over before the other login was served"
@@ -439,7 +466,14 @@ fn priv_removing_a_huge_tree_holds_up_no_other_users_login() {
                 .contains("removed /run/user/2430 uid=2430 files=200000 dirs=201")
         );
         assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
-        assert_eq!(state_of(2430).as_deref(), Some("active"));
+        assert_eq!(
+            status()
+                .userdirs
+                .iter()
+                .map(|u| (u.uid, u.state.as_str()))
+                .collect::<Vec<_>>(),
+            [(2430, "active"), (2431, "active")]
+        );
         assert_eq!(d.stop(), ExitStatus::Exited(0));
     });
 }

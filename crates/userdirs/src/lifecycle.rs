@@ -171,8 +171,15 @@ pub enum Action {
         deadline: u64,
     },
     /// Empty, unmount and remove the directory (by uid: the account may be gone), then
-    /// delete the user's record. The user is no longer in the table.
-    Remove { uid: u32, dir: Option<DirInfo> },
+    /// delete the user's record. The user is no longer in the table: its name and limits
+    /// come along, for status to show the removal (empty and 0 if it was never in it).
+    Remove {
+        uid: u32,
+        dir: Option<DirInfo>,
+        name: String,
+        size: u64,
+        inodes: u64,
+    },
 }
 
 /// Why a session could not be opened.
@@ -429,12 +436,20 @@ impl Lifecycle {
 
     /// The directory could not be made: the user and every session of it are dropped.
     pub fn create_failed(&mut self, uid: u32) -> Vec<Action> {
+        let (mut name, mut size, mut inodes) = (String::new(), 0, 0);
         if let Some(u) = self.remove_user(uid) {
-            for id in u.sessions {
+            for &id in &u.sessions {
                 self.remove_session(id);
             }
+            (name, size, inodes) = (u.name, u.size, u.inodes);
         }
-        vec![Action::Remove { uid, dir: None }]
+        vec![Action::Remove {
+            uid,
+            dir: None,
+            name,
+            size,
+            inodes,
+        }]
     }
 
     /// Ends a session (closed by PAM, or its leader died).
@@ -506,7 +521,13 @@ impl Lifecycle {
                     && matches!(u.phase, Phase::Grace { .. }) =>
             {
                 let u = self.remove_user(uid).expect("present");
-                vec![Action::Remove { uid, dir: u.dir }]
+                vec![Action::Remove {
+                    uid,
+                    dir: u.dir,
+                    name: u.name,
+                    size: u.size,
+                    inodes: u.inodes,
+                }]
             }
             _ => vec![],
         }
@@ -682,7 +703,10 @@ mod tests {
             l.grace_expired(1000, 1),
             vec![Action::Remove {
                 uid: 1000,
-                dir: Some(INFO)
+                dir: Some(INFO),
+                name: "alice".into(),
+                size: 1 << 20,
+                inodes: 256,
             }]
         );
         assert!(l.user(1000).is_none());
@@ -808,7 +832,10 @@ mod tests {
             l.create_failed(1000),
             vec![Action::Remove {
                 uid: 1000,
-                dir: None
+                dir: None,
+                name: "alice".into(),
+                size: 1 << 20,
+                inodes: 256,
             }]
         );
         assert!(l.user(1000).is_none() && l.session(a).is_none());
@@ -891,7 +918,10 @@ mod tests {
             l.grace_expired(1000, 1),
             vec![Action::Remove {
                 uid: 1000,
-                dir: Some(INFO)
+                dir: Some(INFO),
+                name: "alice".into(),
+                size: 1 << 20,
+                inodes: 256,
             }]
         );
     }
