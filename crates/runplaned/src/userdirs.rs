@@ -26,7 +26,7 @@ use runplane_sys::pidfd::Process;
 use runplane_sys::scm::Cred;
 use runplane_userdirs::accounts::{self, Account, LookupError};
 use runplane_userdirs::config::{Lifetime, UserdirsConfig};
-use runplane_userdirs::dirs::{MountPolicy, Root};
+use runplane_userdirs::dirs::{DirError, MountPolicy, Root};
 use runplane_userdirs::lifecycle::{
     Action, Backend, DirInfo, Leader, Lifecycle, Phase, Policy, Refusal, SessionId,
 };
@@ -536,7 +536,7 @@ impl Userdirs {
                     Refusal::Budget { .. } => err(Code::ENOSPC, r.to_string()),
                     Refusal::NoSuchSession(_) => err(Code::EIO, r.to_string()),
                 })?;
-        i.execute(actions).map_err(|e| err(Code::EIO, e))?;
+        i.execute(actions)?;
         let Some(u) = i.lc.user(account.uid) else {
             return Err(err(
                 Code::EIO,
@@ -650,7 +650,7 @@ impl Userdirs {
                 now_ms(),
             )
             .map_err(|r| err(Code::ENOSPC, r.to_string()))?;
-        i.execute(actions).map_err(|e| err(Code::EIO, e))?;
+        i.execute(actions)?;
         tracing::info!(uid = account.uid, enabled = req.enable, "linger changed");
         Ok(LingerState {
             user: account.name,
@@ -1203,7 +1203,9 @@ impl Inner {
 
     /// Carries out actions, feeding results back into the lifecycle. Returns the first error
     /// of a directory creation (the lifecycle has then dropped the user).
-    fn execute(&mut self, actions: Vec<Action>) -> Result<(), String> {
+    /// Carries out what the lifecycle asked for. A dir that could not be made is the
+    /// request's error: `ENOSPC` when `/run/user` itself is full, else `EIO`.
+    fn execute(&mut self, actions: Vec<Action>) -> Result<(), ErrorReply> {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         let mut failure = None;
         // One record write per user per request, after everything else changed the table.
@@ -1236,7 +1238,13 @@ impl Inner {
                     }
                     Err(e) => {
                         tracing::error!(uid, "{e}");
-                        failure.get_or_insert(e.to_string());
+                        let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT]
+                            .map(|e| Some(e.raw_os_error()));
+                        let code = match &e {
+                            DirError::Sys(s) if full.contains(&s.raw_os_error()) => Code::ENOSPC,
+                            _ => Code::EIO,
+                        };
+                        failure.get_or_insert(err(code, e.to_string()));
                         for id in self
                             .lc
                             .user(uid)

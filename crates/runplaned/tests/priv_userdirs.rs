@@ -1743,3 +1743,63 @@ fn priv_a_leader_dead_before_its_watch_is_registered_ends_its_session() {
         assert_eq!(d.stop(), ExitStatus::Exited(0));
     });
 }
+
+#[test]
+fn priv_a_full_run_user_refuses_the_login_clearly_and_then_serves_it() {
+    require_root!();
+    run_private(users_at(2440, 2), |p| {
+        // /run/user on a tmpfs of its own with room for one dir only.
+        std::fs::create_dir("/run/user").unwrap();
+        let out = run(
+            Path::new("/bin/mount"),
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                "mode=755,nr_inodes=2",
+                "tmpfs",
+                "/run/user",
+            ],
+            &[],
+            None,
+        );
+        assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr);
+        let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+        let d = start(&cfg);
+        let (a, b) = (sleeper(), sleeper());
+        let first = open(2440, a.id());
+        let second = SessionOpen {
+            user: None,
+            uid: Some(2441),
+            pid: Some(b.id() as i32),
+            allow_nested: None,
+            gid: None,
+        };
+        let mut c = client();
+        let e = refused(&mut c, second.clone());
+        assert_eq!(e.code, Code::ENOSPC, "{e:?}");
+        assert_eq!(
+            e.message,
+            "unable to create directory /run/user/2441: No space left on device (os error 28)"
+        );
+        // Nothing of the refused login stays: no session, no dir, no entry once the
+        // (empty) removal is over; the connection and the other user are served as before.
+        assert!(c.session_list().unwrap().iter().all(|s| s.uid != 2441));
+        assert!(!Path::new("/run/user/2441").exists());
+        eventually("the refused user leaves status", || {
+            state_of(2441).is_none()
+        });
+        assert_eq!(state_of(2440).as_deref(), Some("active"));
+        // Room made (the other user logs out): the same login succeeds.
+        c.session_close(first.id).unwrap();
+        eventually("the other dir is removed", || {
+            !Path::new("/run/user/2440").exists()
+        });
+        let opened = c.session_open(second).unwrap();
+        assert!(opened.created);
+        assert_eq!(state_of(2441).as_deref(), Some("active"));
+        assert_eq!(d.stop(), ExitStatus::Exited(0));
+        let out = run(Path::new("/bin/umount"), &["-l", "/run/user"], &[], None);
+        assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr);
+    });
+}
