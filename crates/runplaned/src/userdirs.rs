@@ -1394,6 +1394,7 @@ impl Inner {
         }
         let deleted = self.store.delete(uid);
         self.note_written(uid, deleted);
+        self.lc.removed(uid);
         self.removing.remove(&uid);
     }
 

@@ -406,7 +406,7 @@ fn priv_removing_a_huge_tree_holds_up_no_other_users_login() {
     run_private(users_at(2430, 2), |p| {
         let cfg = config(
             p,
-            "lifetime = \"sessions\"\ngrace = \"0\"\nsize = \"64M\"\ninodes = 400000\n",
+            "lifetime = \"sessions\"\ngrace = \"0\"\nsize = \"64M\"\ninodes = 400000\nbudget = \"96M\"\n",
         );
         let d = start(&cfg);
         let (a, b) = (sleeper(), sleeper());
@@ -445,6 +445,11 @@ fn priv_removing_a_huge_tree_holds_up_no_other_users_login() {
             ("tmpfs", 64 << 20, "/run/user/2430")
         );
         assert!(gone.options.contains("size=65536k"), "{}", gone.options);
+        // Its tmpfs holds its memory until it is emptied: its size stays in the budget, and
+        // the other user got what was left.
+        let budget_used = |st: &Status| st.userdirs_manager.as_ref().unwrap().budget_used;
+        assert_eq!(st.userdirs[1].bytes_limit, 32 << 20);
+        assert_eq!(budget_used(&st), 96 << 20);
         let own = as_user(2430, common::cli().to_str().unwrap(), &["status", "--json"]);
         assert_eq!(own.status, ExitStatus::Exited(0), "{}", own.stderr);
         let own: serde_json::Value = serde_json::from_str(&own.stdout).unwrap();
@@ -466,14 +471,14 @@ fn priv_removing_a_huge_tree_holds_up_no_other_users_login() {
                 .contains("removed /run/user/2430 uid=2430 files=200000 dirs=201")
         );
         assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
+        let st = status();
         assert_eq!(
-            status()
-                .userdirs
-                .iter()
-                .map(|u| (u.uid, u.state.as_str()))
+            (st.userdirs.iter())
+                .map(|u| (u.uid, u.state.as_str(), u.bytes_limit))
                 .collect::<Vec<_>>(),
-            [(2430, "active"), (2431, "active")]
+            [(2430, "active", 64 << 20), (2431, "active", 32 << 20)]
         );
+        assert_eq!(budget_used(&st), 96 << 20);
         assert_eq!(d.stop(), ExitStatus::Exited(0));
     });
 }

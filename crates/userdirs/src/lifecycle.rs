@@ -200,8 +200,13 @@ pub struct Lifecycle {
     users: BTreeMap<u32, User>,
     sessions: BTreeMap<SessionId, Session>,
     next_id: SessionId,
-    /// Sum of all users' sizes, kept as users come and go (the budget check is O(1)).
+    /// Sum of all users' sizes and of those being removed, kept as users come and go (the
+    /// budget check is O(1)).
     used: u64,
+    /// Sizes of users removed from the table whose dirs are still being removed: a tmpfs
+    /// holds its memory until it is emptied, so its size stays in the budget until
+    /// [`Lifecycle::removed`].
+    releasing: std::collections::HashMap<u32, u64>,
     /// Sessions by leader pid (the nesting check is O(1) per ancestor).
     by_leader: std::collections::HashMap<i32, BTreeSet<SessionId>>,
 }
@@ -217,6 +222,7 @@ impl Lifecycle {
             sessions: BTreeMap::new(),
             next_id: id_floor.max(1),
             used: 0,
+            releasing: std::collections::HashMap::new(),
             by_leader: std::collections::HashMap::new(),
         }
     }
@@ -288,9 +294,17 @@ impl Lifecycle {
         self.policy.budget.map(|b| b.saturating_sub(self.used))
     }
 
-    /// Sum of the sizes of all users' directories.
+    /// Sum of the sizes of all users' directories, those being removed included.
     pub fn budget_used(&self) -> u64 {
         self.used
+    }
+
+    /// The removal of `uid`'s dir (after [`Action::Remove`]) is over: its size leaves the
+    /// budget.
+    pub fn removed(&mut self, uid: u32) {
+        if let Some(size) = self.releasing.remove(&uid) {
+            self.used -= size;
+        }
     }
 
     /// The sessions whose leader is `pid`.
@@ -325,9 +339,11 @@ impl Lifecycle {
         }
     }
 
+    /// Takes `uid` out of the table for its removal: its size stays in the budget until
+    /// [`Lifecycle::removed`].
     fn remove_user(&mut self, uid: u32) -> Option<User> {
         let u = self.users.remove(&uid)?;
-        self.used -= u.size;
+        *self.releasing.entry(uid).or_default() += u.size;
         Some(u)
     }
 
@@ -825,6 +841,42 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_dirs_size_stays_in_the_budget_until_its_removal_is_over() {
+        let mut p = policy(Lifetime::Sessions);
+        p.budget = Some((1 << 20) + (1 << 18));
+        let mut l = Lifecycle::new(p, 1);
+        let (a, _) = l.open(1, 1, "a", leader(1), 0).unwrap();
+        l.close(a, 0).unwrap();
+        assert!(matches!(
+            l.grace_expired(1, 1)[..],
+            [Action::Remove { uid: 1, .. }]
+        ));
+        assert!(l.user(1).is_none());
+        // Its tmpfs still holds what it held: a new user gets only what the budget has left.
+        assert_eq!(l.budget_used(), 1 << 20);
+        let (_, acts) = l.open(2, 2, "b", leader(2), 0).unwrap();
+        assert!(
+            matches!(acts[0], Action::Create { uid: 2, size, .. } if size == 1 << 18),
+            "{acts:?}"
+        );
+        assert_eq!(l.budget_left(), Some(0));
+        assert!(matches!(
+            l.open(3, 3, "c", leader(3), 0),
+            Err(Refusal::Budget {
+                uid: 3,
+                left: 0,
+                ..
+            })
+        ));
+        // Once it is gone, its size is free again (once: a second report changes nothing).
+        l.removed(1);
+        l.removed(1);
+        assert_eq!(l.budget_used(), 1 << 18);
+        let (_, acts) = l.open(3, 3, "c", leader(3), 0).unwrap();
+        assert!(matches!(acts[0], Action::Create { uid: 3, size, .. } if size == 1 << 20));
+    }
+
+    #[test]
     fn failed_creation_drops_user_and_sessions() {
         let mut l = Lifecycle::new(policy(Lifetime::Sessions), 1);
         let (a, _) = l.open(1000, 100, "alice", leader(10), 0).unwrap();
@@ -974,10 +1026,14 @@ mod tests {
             let mut l = Lifecycle::new(policy(if processes { Lifetime::Processes } else { Lifetime::Sessions }), 1);
             let mut now = 0u64;
             let mut timers: Vec<(u32, u64, u64)> = Vec::new();
+            // Removals under way (uid, size): a tick lets them end.
+            let removing = std::cell::RefCell::new(Vec::<(u32, u64)>::new());
             let apply = |acts: Vec<Action>, timers: &mut Vec<(u32, u64, u64)>| {
                 for a in acts {
-                    if let Action::ArmGrace { uid, generation, deadline } = a {
-                        timers.push((uid, generation, deadline));
+                    match a {
+                        Action::ArmGrace { uid, generation, deadline } => timers.push((uid, generation, deadline)),
+                        Action::Remove { uid, size, .. } => removing.borrow_mut().push((uid, size)),
+                        _ => {}
                     }
                 }
             };
@@ -994,14 +1050,20 @@ mod tests {
                         apply(l.grace_expired(u, g), &mut timers)
                     }
                     Op::Linger(u, on) => apply(l.set_linger(u, u, "u", on, now).unwrap(), &mut timers),
-                    Op::Tick(d) => now += d,
+                    Op::Tick(d) => {
+                        now += d;
+                        for (uid, _) in removing.borrow_mut().drain(..) {
+                            l.removed(uid);
+                        }
+                    }
                 }
                 for s in l.sessions() {
                     let u = l.user(s.uid).expect("a session's user exists");
                     prop_assert!(u.sessions.contains(&s.id));
                     prop_assert_eq!(u.phase, Phase::Active);
                 }
-                prop_assert_eq!(l.budget_used(), l.users().map(|u| u.size).sum::<u64>());
+                let releasing: u64 = removing.borrow().iter().map(|(_, s)| s).sum();
+                prop_assert_eq!(l.budget_used(), l.users().map(|u| u.size).sum::<u64>() + releasing);
                 for s in l.sessions() {
                     prop_assert!(l.sessions_led_by(s.leader.pid).any(|x| x.id == s.id));
                 }
