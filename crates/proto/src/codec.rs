@@ -33,7 +33,7 @@ struct OutRequest<'a> {
     id: u64,
     op: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    args: Option<Value>,
+    args: Option<crate::Args<'a>>,
 }
 
 /// A response as written: borrowing the answer, so that encoding never copies it.

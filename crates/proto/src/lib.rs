@@ -121,25 +121,38 @@ impl Request {
         }
     }
 
-    /// The `args` object on the wire, if the operation takes arguments.
-    pub fn args(&self) -> Option<serde_json::Value> {
-        let v = match self {
-            Request::SessionOpen(a) => serde_json::to_value(a),
-            Request::SessionClose(a) => serde_json::to_value(a),
-            Request::Linger(a) => serde_json::to_value(a),
-            Request::SessionIpc(a) => serde_json::to_value(a),
-            Request::SessionList(a) if a.after.is_some() => serde_json::to_value(a),
-            Request::LingerList(a) if a.after.is_some() => serde_json::to_value(a),
-            Request::Userdirs(a) if a.after.is_some() => serde_json::to_value(a),
+    /// The `args` object on the wire, if the operation takes arguments: serialized straight
+    /// from the request's own fields (no `Value` tree on the way).
+    pub fn args(&self) -> Option<Args<'_>> {
+        Some(match self {
+            Request::SessionOpen(a) => Args::SessionOpen(a),
+            Request::SessionClose(a) => Args::SessionClose(a),
+            Request::Linger(a) => Args::Linger(a),
+            Request::SessionIpc(a) => Args::UserRef(a),
+            Request::SessionList(a) if a.after.is_some() => Args::AfterId(a),
+            Request::LingerList(a) if a.after.is_some() => Args::AfterName(a),
+            Request::Userdirs(a) if a.after.is_some() => Args::AfterUid(a),
             Request::Ping
             | Request::Status
             | Request::Reload
             | Request::SessionList(_)
             | Request::LingerList(_)
             | Request::Userdirs(_) => return None,
-        };
-        Some(v.expect("arguments serialize"))
+        })
     }
+}
+
+/// A request's `args`, borrowed from it, as [`Request::args`] gives them to be serialized.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Args<'a> {
+    SessionOpen(&'a SessionOpen),
+    SessionClose(&'a SessionClose),
+    Linger(&'a Linger),
+    UserRef(&'a UserRef),
+    AfterId(&'a After<u64>),
+    AfterName(&'a After<String>),
+    AfterUid(&'a After<u32>),
 }
 
 /// A successful answer.

@@ -1297,7 +1297,7 @@ impl Inner {
                     if !self.names.contains_key(&u.name) {
                         self.names.insert(u.name.clone(), uid);
                     }
-                    self.store.save(u, &self.lc.sessions_of(uid))
+                    self.store.save(u, self.lc.sessions_of(uid))
                 }
                 // Removed meanwhile: its deletion is what is owed.
                 None => self.store.delete(uid),

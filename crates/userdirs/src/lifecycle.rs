@@ -277,16 +277,10 @@ impl Lifecycle {
     }
 
     /// The sessions of `uid`, for its record.
-    pub fn sessions_of(&self, uid: u32) -> Vec<Session> {
-        self.users
-            .get(&uid)
-            .map(|u| {
-                u.sessions
-                    .iter()
-                    .filter_map(|id| self.sessions.get(id).cloned())
-                    .collect()
-            })
-            .unwrap_or_default()
+    pub fn sessions_of(&self, uid: u32) -> impl Iterator<Item = &Session> + Clone {
+        (self.users.get(&uid).into_iter())
+            .flat_map(|u| u.sessions.iter())
+            .filter_map(|id| self.sessions.get(id))
     }
 
     /// Bytes of the budget still free (`None` without a budget).
@@ -902,7 +896,7 @@ mod tests {
         l.close(c, 1_000).unwrap(); // grace until 11_000
         let records: Vec<_> = l
             .users()
-            .map(|u| (u.clone(), l.sessions_of(u.uid)))
+            .map(|u| (u.clone(), l.sessions_of(u.uid).cloned().collect()))
             .collect();
 
         // The daemon starts the new table at its on-disk reservation, which is above every id
@@ -992,7 +986,7 @@ mod tests {
         l.close(b, 6_000).unwrap();
         let records: Vec<_> = l
             .users()
-            .map(|u| (u.clone(), l.sessions_of(u.uid)))
+            .map(|u| (u.clone(), l.sessions_of(u.uid).cloned().collect()))
             .collect();
         let mut r = Lifecycle::new(policy(Lifetime::Sessions), l.next_id());
         let acts = r.restore(records, |_| false, 12_000);

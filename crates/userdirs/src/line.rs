@@ -12,7 +12,11 @@
 use crate::lifecycle::{Backend, DirInfo, Leader, Phase, Session, User};
 
 /// `{"set":{"version":V,"user":{...},"sessions":[...]}}`, without the newline.
-pub fn set(version: u32, user: &User, sessions: &[Session]) -> Vec<u8> {
+pub fn set<'a>(
+    version: u32,
+    user: &User,
+    sessions: impl IntoIterator<Item = &'a Session>,
+) -> Vec<u8> {
     // Room for a user with a few sessions and the newline, without growing on the way.
     let mut w = Vec::with_capacity(512);
     w.extend_from_slice(b"{\"set\":{\"version\":");
@@ -20,7 +24,7 @@ pub fn set(version: u32, user: &User, sessions: &[Session]) -> Vec<u8> {
     w.extend_from_slice(b",\"user\":");
     self::user(&mut w, user);
     w.extend_from_slice(b",\"sessions\":[");
-    for (i, s) in sessions.iter().enumerate() {
+    for (i, s) in sessions.into_iter().enumerate() {
         if i > 0 {
             w.push(b',');
         }

@@ -78,7 +78,7 @@ pub struct Store {
 }
 
 /// The line that sets `user`'s record (written by hand, byte for byte serde_json's: line.rs).
-fn set_line(user: &User, sessions: &[Session]) -> Vec<u8> {
+fn set_line<'a>(user: &User, sessions: impl IntoIterator<Item = &'a Session>) -> Vec<u8> {
     crate::line::set(1, user, sessions)
 }
 
@@ -141,7 +141,7 @@ impl Store {
             )
         });
         let records: Vec<Record> = by_uid.into_values().collect();
-        store.compact(records.iter().map(|r| (&r.user, r.sessions.clone())))?;
+        store.compact(records.iter().map(|r| (&r.user, &r.sessions)))?;
         // Folded into the journal: the older files can go.
         for name in legacy {
             let _ = store.dir.unlink(&name);
@@ -225,7 +225,11 @@ impl Store {
     }
 
     /// Appends the user's record as it is now.
-    pub fn save(&mut self, user: &User, sessions: &[Session]) -> runplane_sys::Result<()> {
+    pub fn save<'a>(
+        &mut self,
+        user: &User,
+        sessions: impl IntoIterator<Item = &'a Session>,
+    ) -> runplane_sys::Result<()> {
         let line = set_line(user, sessions);
         let n = line.len() as u64 + 1;
         self.journal.append(line)?;
@@ -252,14 +256,15 @@ impl Store {
     }
 
     /// Replaces the journal with one line per user of `records` (all live users), atomically.
-    pub fn compact<'a, I>(&mut self, records: I) -> runplane_sys::Result<()>
+    pub fn compact<'a, I, S>(&mut self, records: I) -> runplane_sys::Result<()>
     where
-        I: IntoIterator<Item = (&'a User, Vec<Session>)>,
+        I: IntoIterator<Item = (&'a User, S)>,
+        S: IntoIterator<Item = &'a Session>,
     {
         let mut live = HashMap::new();
         let mut live_bytes = 0;
         let lines = records.into_iter().map(|(user, sessions)| {
-            let line = set_line(user, &sessions);
+            let line = set_line(user, sessions);
             let n = line.len() as u64 + 1;
             live.insert(user.uid, n);
             live_bytes += n;
@@ -363,9 +368,9 @@ mod tests {
             assert!(changes < 100_000);
         }
         assert!(s.journal_len() > COMPACT_MIN);
-        let users: Vec<User> = (0..10).map(user).collect();
-        s.compact(users.iter().map(|u| (u, vec![session(3, u.uid)])))
-            .unwrap();
+        let users: Vec<(User, [Session; 1])> =
+            (0..10).map(|uid| (user(uid), [session(3, uid)])).collect();
+        s.compact(users.iter().map(|(u, s)| (u, s))).unwrap();
         assert!(!s.wants_compaction());
         assert!(s.journal_len() < 4096, "{}", s.journal_len());
         s.delete(3).unwrap();
