@@ -54,6 +54,8 @@ pub enum Event {
 struct Removal {
     uid: u32,
     existed: bool,
+    /// The mount the dir was made as: any other over it is detached without a look inside.
+    mount_id: Option<u64>,
     remove_ipc: bool,
 }
 
@@ -62,7 +64,8 @@ impl Removal {
         if self.remove_ipc {
             remove_ipc_of(self.uid);
         }
-        root.remove(self.uid).map_err(|e| e.to_string())
+        root.remove(self.uid, self.mount_id)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -746,21 +749,21 @@ impl Userdirs {
             i.listing = fresh;
         }
         let (mut page, more) = i.entries(cred, after);
-        // The mount each entry's dir was made on, to be asked about: only ours is shown.
-        let ours: Vec<Option<u64>> = page
-            .iter()
-            .map(|e| one_by_one.then(|| i.dir_of(e.uid)?.mount_id).flatten())
-            .collect();
+        // The mount each entry's dir was made on: its usage is read only from that, and a
+        // user's own status shows its options.
+        let ours: Vec<Option<u64>> = page.iter().map(|e| i.dir_of(e.uid)?.mount_id).collect();
         drop(i);
         for (e, ours) in page.iter_mut().zip(ours) {
             let (usage, mount) = self
                 .usage_root
                 .as_ref()
-                .and_then(|r| r.status_of(e.uid, ours.is_some()).ok().flatten())
+                .and_then(|r| r.status_of(e.uid, ours, one_by_one).ok().flatten())
                 .unwrap_or_default();
             e.bytes_used = usage.bytes_used;
             e.inodes_used = usage.inodes_used;
-            let Some(id) = ours else { continue };
+            let Some(id) = ours.filter(|_| one_by_one) else {
+                continue;
+            };
             e.options = match mount {
                 Some(m) if m.id == id => m.options,
                 Some(_) => String::new(),
@@ -1335,6 +1338,7 @@ impl Inner {
         let job = Removal {
             uid,
             existed,
+            mount_id: gone.dir.and_then(|d| d.mount_id),
             remove_ipc: self.cfg.remove_ipc,
         };
         let job = match &self.remover {
@@ -1548,7 +1552,7 @@ impl Inner {
             }
             let intact = match r.user.dir {
                 Some(d) if d.backend == Backend::FallbackDir => {
-                    self.root.usage(r.user.uid).ok().flatten().is_some()
+                    self.root.usage(r.user.uid, None).ok().flatten().is_some()
                 }
                 Some(d) => d
                     .mount_id

@@ -1808,3 +1808,99 @@ fn priv_a_full_run_user_refuses_the_login_clearly_and_then_serves_it() {
         assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr);
     });
 }
+
+/// A FUSE server started by the test (as `uid`, or as root with `allow_other`), mounting
+/// `src` on `at`; stopped with SIGSTOP when asked, killed (by pid) when dropped.
+fn bindfs(uid: Option<u32>, src: &Path, at: &str) -> SysProc {
+    let mut s = runplane_sys::spawn::Spawn::new("/usr/bin/bindfs");
+    match uid {
+        Some(uid) => {
+            s = s
+                .args(["-f", "--no-allow-other", src.to_str().unwrap(), at])
+                .credentials(Credentials {
+                    uid,
+                    gid: uid,
+                    groups: vec![],
+                });
+        }
+        None => {
+            s = s.args([
+                "-f",
+                "-o",
+                "allow_other,nonempty",
+                src.to_str().unwrap(),
+                at,
+            ])
+        }
+    }
+    let p = SysProc(s.env("PATH", "/usr/bin:/bin").spawn().unwrap());
+    eventually("the FUSE mount appears", || {
+        runplane_sys::mountinfo::read()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_point == Path::new(at) && m.fstype.starts_with("fuse"))
+    });
+    p
+}
+
+#[test]
+fn priv_fuse_mounts_over_or_in_a_dir_whose_server_hangs_are_detached_untouched() {
+    require_root!();
+    run_private(
+        Setup {
+            users: Some(Users::numbered("u", 2450, 2)),
+            private_dev: true,
+            ..Default::default()
+        },
+        |p| {
+            let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+            let d = start(&cfg);
+            let (a, b) = (sleeper(), sleeper());
+            let (sa, sb) = (open(2450, a.id()), open(2451, b.id()));
+            let src = p.scratch.join("src");
+            std::fs::create_dir(&src).unwrap();
+            std::fs::write(src.join("precious"), b"keep").unwrap();
+            std::os::unix::fs::chown(&src, Some(2450), Some(2450)).unwrap();
+            std::fs::create_dir("/run/user/2451/sub").unwrap();
+            // The user mounts FUSE over its own runtime dir (it owns the tmpfs root, so
+            // fusermount3 lets it): the daemon, root, may not even look into it.
+            let over = bindfs(Some(2450), &src, "/run/user/2450");
+            // Mounts root can enter, over a dir and inside one, whose server then stops
+            // answering: any look into them would hang.
+            let hung_in = bindfs(None, &src, "/run/user/2451/sub");
+            let hung_over = bindfs(None, &src, "/run/user/2451");
+            for s in [&hung_in, &hung_over] {
+                s.0.signal(rustix::process::Signal::STOP).unwrap();
+            }
+            // Status answers, without the usage it cannot read from mounts not its own.
+            let st = status();
+            assert_eq!(
+                st.userdirs
+                    .iter()
+                    .map(|u| (u.uid, u.state.as_str()))
+                    .collect::<Vec<_>>(),
+                [(2450, "active"), (2451, "active")]
+            );
+            // Both logouts remove their dirs, and every mount in them goes.
+            client().session_close(sa.id).unwrap();
+            client().session_close(sb.id).unwrap();
+            // (Looked at from mountinfo first: a stat of a hung mount would hang the test.)
+            eventually("every mount in the dirs is gone", || {
+                !runplane_sys::mountinfo::read()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m.mount_point.starts_with("/run/user/"))
+            });
+            eventually("both dirs are removed", || {
+                !Path::new("/run/user/2450").exists() && !Path::new("/run/user/2451").exists()
+            });
+            assert_eq!(std::fs::read(src.join("precious")).unwrap(), b"keep");
+            let log = d.log();
+            assert!(!log.contains("unable to remove"), "{log}");
+            assert_eq!(state_of(2450), None);
+            drop((over, hung_in, hung_over));
+            kill(a);
+            kill(b);
+        },
+    );
+}

@@ -216,8 +216,27 @@ impl Dir {
 
     /// An `O_PATH | O_NOFOLLOW` handle on `rel`: identifies the object (a symlink itself, if
     /// it is one) without opening it for I/O. Used to mount on or stat an object race-free.
+    /// Taking it asks the filesystem of the object nothing: on a mount point it pins the root
+    /// of the topmost mount there, whose [`mount_id`] can be read before anything of it is
+    /// opened.
     pub fn open_path(&self, rel: impl AsRef<Path>, resolve: Resolve) -> Result<OwnedFd> {
         self.open_at(rel, OFlags::PATH | OFlags::NOFOLLOW, 0, resolve)
+    }
+
+    /// Opens the directory an [`Dir::open_path`] handle pins, for reading, at the mount it
+    /// was taken on: a mount made over it since is not entered (`"."` with
+    /// `RESOLVE_NO_XDEV`). `path` is for messages.
+    pub fn reopen(pinned: BorrowedFd<'_>, path: impl Into<PathBuf>) -> Result<Dir> {
+        let path = path.into();
+        let fd = fs::openat2(
+            pinned,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            Resolve::STRICT.no_xdev().flags(),
+        )
+        .ctx("open", path.display())?;
+        Ok(Dir { fd, path })
     }
 
     fn is_symlink(&self, rel: &Path) -> bool {
@@ -352,10 +371,20 @@ impl AsFd for Dir {
     }
 }
 
-/// The mount id of the object behind `fd` (`statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID)`).
+/// The mount id of the object behind `fd` (`STATX_MNT_ID`), asked without asking the
+/// filesystem anything: `statx` with an empty mask and `AT_STATX_DONT_SYNC`, for which the
+/// kernel fills in the mount id all the same. A FUSE mount's server is not consulted (a
+/// mount that refuses root answers rather than failing with `EACCES`, and one whose server
+/// hangs answers rather than hanging), so a user's mount can be told apart before anything
+/// of it is touched.
 pub fn mount_id(fd: BorrowedFd<'_>, what: &Path) -> Result<u64> {
-    let stx =
-        fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).ctx("statx", what.display())?;
+    let stx = fs::statx(
+        fd,
+        c"",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::empty(),
+    )
+    .ctx("statx", what.display())?;
     if !StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::MNT_ID) {
         return Err(Error::errno(
             "read the mount id of",

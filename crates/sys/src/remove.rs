@@ -5,8 +5,9 @@
 //! opened with `openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH)` and `O_NOFOLLOW` relative to its
 //! parent's fd, and every removal is `unlinkat` on one name in a directory we hold open: a
 //! symlink is removed as a link, a directory renamed away meanwhile is simply not found, and
-//! a directory whose mount id differs from its parent's (a bind or FUSE mount inside the tree)
-//! is left alone and reported.
+//! a mount point inside the tree (a bind or FUSE mount) is left alone and reported: it is
+//! opened with `RESOLVE_NO_XDEV`, so its filesystem is never asked anything (a FUSE server
+//! that hangs cannot hang the removal).
 //!
 //! Depth costs one fd and one stack frame per level, so the walk goes at most [`MAX_DEPTH`]
 //! levels down. A user can make a tree of any depth (`mkdir d; cd d` in a loop), and a tree the
@@ -49,11 +50,20 @@ pub struct Report {
     pub moved: u64,
 }
 
-/// The directory at the top of the tree being removed (where deep directories are moved) and
-/// the mount every directory entered must be on.
+impl Report {
+    /// Adds what `other` did to what this says.
+    pub fn merge(&mut self, other: Report) {
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.mounts_skipped.extend(other.mounts_skipped);
+        self.moved += other.moved;
+    }
+}
+
+/// The directory at the top of the tree being removed, where deep directories are moved (every
+/// directory entered is on its mount: none is opened across a mount point).
 struct Tree<'a> {
     top: Option<&'a Dir>,
-    mnt: u64,
     /// The number the next moved directory's name is tried with (one for the whole tree).
     next_name: &'a Cell<u64>,
 }
@@ -65,7 +75,6 @@ pub fn empty_dir(dir: &Dir) -> Result<Report> {
     let next_name = Cell::new(0);
     let tree = Tree {
         top: Some(dir),
-        mnt: dir.mount_id()?,
         next_name: &next_name,
     };
     empty_inner(dir, &tree, 0, &mut report)?;
@@ -80,7 +89,6 @@ pub fn remove_tree(parent: &Dir, name: impl AsRef<OsStr>) -> Result<Report> {
     let next_name = Cell::new(0);
     let tree = Tree {
         top: None, // `name` itself, once entered
-        mnt: parent.mount_id()?,
         next_name: &next_name,
     };
     remove_entry(parent, name.as_ref(), None, &tree, 0, &mut report)?;
@@ -97,9 +105,19 @@ fn remove_entry(
 ) -> Result<()> {
     let kind = match kind {
         Some(k) => k,
-        None => match parent.stat(name)? {
-            Some(st) => crate::dir::kind_of(&st),
-            None => return Ok(()),
+        // Pinned without crossing into a mount: a mount point's filesystem is never asked.
+        None => match parent.open_path(name, Resolve::STRICT.no_xdev()) {
+            Ok(fd) => {
+                let st = rustix::fs::fstat(&fd)
+                    .map_err(|e| Error::errno("stat", parent.path().join(name).display(), e))?;
+                crate::dir::kind_of(&st)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                report.mounts_skipped.push(parent.path().join(name));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         },
     };
     if kind != Kind::Directory {
@@ -121,37 +139,25 @@ fn remove_entry(
     {
         return move_up(parent, name, top, tree.next_name, report);
     }
-    let child = match parent.open_dir(name, Resolve::STRICT) {
+    // Never into a mount (RESOLVE_NO_XDEV: EXDEV before its filesystem is asked anything, so
+    // that a FUSE mount that refuses root, or whose server hangs, is skipped, not entered).
+    let child = match parent.open_dir(name, Resolve::STRICT.no_xdev()) {
         Ok(d) => d,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         // Replaced by a symlink or a file since the listing: remove that as a link.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
             return remove_entry(parent, name, Some(Kind::File), tree, depth, report);
         }
-        // A mount that refuses even root (FUSE without allow_other): not ours to enter. If
-        // mountinfo shows a mount there, skip it as any other mount; else it is a real error.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
-            let path = parent.path().join(name);
-            if crate::mountinfo::read()?
-                .iter()
-                .any(|m| m.mount_point == path)
-            {
-                report.mounts_skipped.push(path);
-                return Ok(());
-            }
-            return Err(e);
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            report.mounts_skipped.push(parent.path().join(name));
+            return Ok(());
         }
         Err(e) => return Err(e),
     };
-    if child.mount_id()? != tree.mnt {
-        report.mounts_skipped.push(child.path().to_owned());
-        return Ok(());
-    }
     let before = report.mounts_skipped.len();
     // The first directory entered is the top of the tree.
     let below = Tree {
         top: Some(tree.top.unwrap_or(&child)),
-        mnt: tree.mnt,
         next_name: tree.next_name,
     };
     empty_inner(&child, &below, depth + 1, report)?;

@@ -16,7 +16,14 @@
 //! Removal (systemd's order): children first (frees the memory even if something pins the
 //! mount), lazy unmount (which also drops nested FUSE and bind mounts), then the directory and
 //! whatever a mount hid, all without following symlinks; by numeric uid.
+//!
+//! A user owns the root of its tmpfs, so it may mount over it (FUSE, through fusermount3), as
+//! inside it. Nothing here opens, stats or lists what it did not make: the dir is pinned with
+//! `O_PATH` and its mount id read without asking the filesystem (a FUSE mount may refuse
+//! root, or its server never answer); a mount over the dir that is not the recorded one is
+//! detached unlooked-at, and the walk never crosses into a mount.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use runplane_sys::dir::{Dir, Kind, Resolve, kind_of, mode_bits};
@@ -27,6 +34,9 @@ use crate::lifecycle::{Backend, DirInfo};
 
 /// `statfs.f_type` of tmpfs.
 const TMPFS_MAGIC: u64 = 0x0102_1994;
+/// The most mounts detached from one user's dir before it is made or removed: each one a user
+/// stacks on it (FUSE over its own tmpfs) goes, a pile beyond this is refused.
+const MAX_STACKED: usize = 8;
 
 /// A failure to prepare or change a user's directory, naming what and why.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +142,20 @@ impl Root {
         self.dir.path().join(uid.to_string())
     }
 
+    /// The object at `uid`'s name (the root of the topmost mount there, if any), pinned with
+    /// `O_PATH`, and the mount it is on, read without asking its filesystem anything; `None`
+    /// when nothing is there.
+    fn pin(&self, uid: u32) -> Result<Option<(rustix::fd::OwnedFd, u64)>, DirError> {
+        match self.dir.open_path(uid.to_string(), Resolve::STRICT) {
+            Ok(fd) => {
+                let id = runplane_sys::dir::mount_id(fd.as_fd(), &self.user_path(uid))?;
+                Ok(Some((fd, id)))
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Makes `uid`'s directory (see the module docs for every case). Returns how it is backed
     /// and a note for the log when something was found in the way.
     pub fn create(
@@ -147,45 +171,54 @@ impl Root {
         let mut note = None;
         // The common case first: nothing is there yet (one mkdirat, no stat before it).
         let made = self.dir.mkdir(&name, 0o700)?;
-        match if made { None } else { self.dir.stat(&name)? } {
-            None => {}
-            Some(st) if kind_of(&st) == Kind::Directory => {
-                let d = self.dir.open_dir(&name, Resolve::STRICT)?;
-                if d.mount_id()? != self.mount_id {
-                    if let Some(info) = self.adoptable(&d, uid)? {
-                        return Ok((
-                            info,
-                            Some(format!("adopted the existing tmpfs on {}", path.display())),
-                        ));
-                    }
-                    drop(d);
-                    tmpfs::unmount_lazy(&self.dir, &name)?;
+        // Something was there: mounts on it, topmost first, then what they were mounted on.
+        let mut stacked = 0;
+        while !made && let Some((pinned, top)) = self.pin(uid)? {
+            if top == self.mount_id {
+                let st = rustix::fs::fstat(&pinned)
+                    .map_err(|e| runplane_sys::Error::errno("stat", path.display(), e))?;
+                if kind_of(&st) != Kind::Directory {
+                    // A symlink, file, fifo, socket or device where the directory belongs:
+                    // unlink it (a symlink is removed as a link, never followed).
                     note = Some(format!(
-                        "detached a foreign mount on {} (not a 0700 tmpfs of uid {uid})",
+                        "replaced a {:?} at {}",
+                        kind_of(&st),
                         path.display()
                     ));
-                } else if !self
-                    .dir
-                    .open_dir(&name, Resolve::STRICT)?
-                    .entries()?
-                    .is_empty()
-                {
+                    self.dir.unlink(&name)?;
+                } else if !Dir::reopen(pinned.as_fd(), &path)?.entries()?.is_empty() {
                     note = Some(format!(
                         "{} already held files; they are hidden under the new tmpfs and removed with it",
                         path.display()
                     ));
                 }
+                break;
             }
-            Some(st) => {
-                // A symlink, file, fifo, socket or device where the directory belongs:
-                // unlink it (a symlink is removed as a link, never followed).
-                note = Some(format!(
-                    "replaced a {:?} at {}",
-                    kind_of(&st),
-                    path.display()
+            // A mount: adopted if it is a 0700 tmpfs of the uid. Whether it is a tmpfs at
+            // all is asked of the kernel's mount table, not of the mount (a user's FUSE
+            // mount may refuse root or hang).
+            let tmpfs = runplane_sys::mountinfo::find(top)?.is_some_and(|m| m.fstype == "tmpfs");
+            if tmpfs
+                && let Some(info) = self.adoptable(&Dir::reopen(pinned.as_fd(), &path)?, uid)?
+            {
+                return Ok((
+                    info,
+                    Some(format!("adopted the existing tmpfs on {}", path.display())),
                 ));
-                self.dir.unlink(&name)?;
             }
+            drop(pinned);
+            stacked += 1;
+            if stacked > MAX_STACKED {
+                return Err(DirError::UnsafeRoot {
+                    path,
+                    why: format!("more than {MAX_STACKED} mounts are stacked on it"),
+                });
+            }
+            tmpfs::unmount_lazy(&self.dir, &name)?;
+            note = Some(format!(
+                "detached a foreign mount on {} (not a 0700 tmpfs of uid {uid})",
+                path.display()
+            ));
         }
         if !made {
             self.dir.mkdir(&name, 0o700)?;
@@ -286,31 +319,57 @@ impl Root {
     /// open after the unmount. When emptying fails (a writer racing it past every pass, a
     /// file the kernel will not unlink), the unmount and the removal go on all the same, so
     /// that nothing of the user's stays mounted: the failure is in [`Removed::not_emptied`].
-    pub fn remove(&self, uid: u32) -> Result<Removed, DirError> {
+    ///
+    /// `ours` is the mount the dir was made as (its record's): anything mounted over it, or
+    /// over a plain directory, is another's and is detached first without a look inside.
+    pub fn remove(&self, uid: u32, ours: Option<u64>) -> Result<Removed, DirError> {
         let name = uid.to_string();
+        let path = self.user_path(uid);
         let mut report = Report::default();
         let mut not_emptied = None;
-        match self.dir.stat(&name)? {
-            None => return Ok(Removed::default()),
-            Some(st) if kind_of(&st) != Kind::Directory => {
-                self.dir.unlink(&name)?;
-                report.files += 1;
+        let mut stacked = 0;
+        let pinned = loop {
+            let Some((pinned, top)) = self.pin(uid)? else {
                 return Ok(Removed {
                     report,
                     not_emptied,
                 });
+            };
+            if top == self.mount_id || Some(top) == ours {
+                break pinned;
             }
-            Some(_) => {}
+            drop(pinned);
+            stacked += 1;
+            if stacked > MAX_STACKED {
+                return Err(DirError::UnsafeRoot {
+                    path,
+                    why: format!("more than {MAX_STACKED} mounts are stacked on it"),
+                });
+            }
+            tmpfs::unmount_lazy(&self.dir, &name)?;
+            report.mounts_skipped.push(path.clone());
+        };
+        let st = rustix::fs::fstat(&pinned)
+            .map_err(|e| runplane_sys::Error::errno("stat", path.display(), e))?;
+        if kind_of(&st) != Kind::Directory {
+            self.dir.unlink(&name)?;
+            report.files += 1;
+            return Ok(Removed {
+                report,
+                not_emptied,
+            });
         }
         {
-            let d = self.dir.open_dir(&name, Resolve::STRICT)?;
+            // The dir as pinned: a mount the user makes over it meanwhile is not entered.
+            let d = Dir::reopen(pinned.as_fd(), &path)?;
+            drop(pinned);
             match remove::empty_dir(&d) {
-                Ok(r) => report = r,
+                Ok(r) => report.merge(r),
                 Err(e) => not_emptied = Some(e),
             }
         }
         // Unmount until the name is a plain directory again (stacked mounts, if any).
-        for _ in 0..8 {
+        for _ in 0..MAX_STACKED {
             if !tmpfs::unmount_lazy(&self.dir, &name)? {
                 break;
             }
@@ -354,40 +413,46 @@ impl Root {
         })
     }
 
-    /// Space and inode use of `uid`'s directory (`None` when it does not exist).
-    pub fn usage(&self, uid: u32) -> Result<Option<Usage>, DirError> {
-        Ok(self.status_of(uid, false)?.map(|(u, _)| u))
+    /// Space and inode use of `uid`'s directory (`None` when it does not exist), made as mount
+    /// `ours` (`None`: a plain directory).
+    pub fn usage(&self, uid: u32, ours: Option<u64>) -> Result<Option<Usage>, DirError> {
+        Ok(self.status_of(uid, ours, false)?.map(|(u, _)| u))
     }
 
-    /// Space and inode use of `uid`'s directory and, when `mount` is asked, the mount it is
-    /// on as `statmount(2)` shows it (`None` where the kernel cannot say: read mountinfo).
-    /// `None` when the directory does not exist.
+    /// Space and inode use of `uid`'s directory, made as mount `ours` (`None`: a plain
+    /// directory) and, when `mount` is asked, the mount as `statmount(2)` shows it (`None`
+    /// where the kernel cannot say: read mountinfo). `None` when the directory does not
+    /// exist. While another's mount covers it (a user's FUSE mount over its own dir), that is
+    /// not asked: zero use, and the mount on top by its id alone, without options.
     pub fn status_of(
         &self,
         uid: u32,
+        ours: Option<u64>,
         mount: bool,
     ) -> Result<Option<(Usage, Option<runplane_sys::statmount::Mount>)>, DirError> {
-        let name = uid.to_string();
-        match self.dir.open_dir(&name, Resolve::STRICT) {
-            Ok(d) => {
-                let usage = tmpfs::usage(d.fd(), d.path())?;
-                let m = if mount {
-                    runplane_sys::statmount::options(d.fd(), d.path())?
-                } else {
-                    None
-                };
-                Ok(Some((usage, m)))
-            }
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => Ok(None),
-            Err(e) => Err(e.into()),
+        let Some((pinned, top)) = self.pin(uid)? else {
+            return Ok(None);
+        };
+        if top != ours.unwrap_or(self.mount_id) {
+            let on_top = runplane_sys::statmount::Mount {
+                id: top,
+                options: String::new(),
+            };
+            return Ok(Some((Usage::default(), mount.then_some(on_top))));
         }
+        let path = self.user_path(uid);
+        let usage = tmpfs::usage(&pinned, &path)?;
+        let m = if mount {
+            runplane_sys::statmount::options(pinned.as_fd(), &path)?
+        } else {
+            None
+        };
+        Ok(Some((usage, m)))
     }
 
-    /// Whether `uid`'s directory is still the mount recorded (after a restart).
+    /// Whether `uid`'s directory is still the mount recorded (after a restart), on top.
     pub fn still_mounted(&self, uid: u32, mount_id: u64) -> bool {
-        self.dir
-            .open_dir(uid.to_string(), Resolve::STRICT)
-            .and_then(|d| d.mount_id())
-            .is_ok_and(|id| id == mount_id)
+        self.pin(uid)
+            .is_ok_and(|p| p.is_some_and(|(_, top)| top == mount_id))
     }
 }

@@ -102,7 +102,7 @@ fn priv_user_dir_is_a_limited_tmpfs_with_exact_options() {
             .find_map(|_| f.write_all(&[0u8; 64 << 10]).err())
             .expect("size limit");
         assert_eq!(err.raw_os_error(), Some(28));
-        let u = r.usage(1000).unwrap().unwrap();
+        let u = r.usage(1000, info.mount_id).unwrap().unwrap();
         assert_eq!((u.bytes_total, u.inodes_total), (1 << 20, 64));
         assert!(u.bytes_used >= (1 << 20) - (64 << 10), "{u:?}");
         // uid 0 gets one too.
@@ -111,12 +111,12 @@ fn priv_user_dir_is_a_limited_tmpfs_with_exact_options() {
             Backend::Tmpfs
         );
         // Removal by numeric uid leaves nothing.
-        let rep = r.remove(1000).unwrap().report;
+        let rep = r.remove(1000, info.mount_id).unwrap().report;
         assert!(rep.files >= 1, "{rep:?}");
         assert!(!Path::new("/run/user/1000").exists());
         assert!(mount_of(Path::new("/run/user/1000")).is_none());
         assert!(
-            r.remove(1000).unwrap().report.files == 0,
+            r.remove(1000, info.mount_id).unwrap().report.files == 0,
             "removing a missing dir is fine"
         );
     });
@@ -163,7 +163,7 @@ fn priv_whatever_is_in_the_way_is_replaced_without_following_it() {
             !Path::new("/run/user/1002/old-secret").exists(),
             "hidden under the new tmpfs"
         );
-        r.remove(1002).unwrap();
+        r.remove(1002, info.mount_id).unwrap();
         assert!(!Path::new("/run/user/1002").exists());
 
         // A correct tmpfs in place is adopted; a foreign mount is replaced.
@@ -190,7 +190,7 @@ fn priv_removal_under_attack_touches_nothing_outside() {
         let outside = p.scratch.join("precious");
         std::fs::create_dir_all(outside.join("sub")).unwrap();
         std::fs::write(outside.join("sub/f"), b"keep").unwrap();
-        r.create(1000, 1000, 4 << 20, 256, &policy()).unwrap();
+        let (info, _) = r.create(1000, 1000, 4 << 20, 256, &policy()).unwrap();
         let u = Path::new("/run/user/1000");
         // What a user can plant: symlinks to outside, a dir renamed around, deep trees;
         // what root can leave: a bind mount of something precious inside.
@@ -203,15 +203,26 @@ fn priv_removal_under_attack_touches_nothing_outside() {
         std::fs::create_dir(u.join("nested-tmpfs")).unwrap();
         runplane_testkit::mount_tmpfs(&u.join("nested-tmpfs"), "size=64k");
         std::fs::write(u.join("nested-tmpfs/x"), b"y").unwrap();
+        // A mount over the dir itself (a user may mount FUSE over its own tmpfs root): its
+        // usage is not read, and it is detached before anything of it is opened.
+        runplane_testkit::mount_tmpfs(u, "size=64k");
+        std::fs::write(u.join("over"), b"z").unwrap();
+        assert_eq!(
+            r.usage(1000, info.mount_id).unwrap(),
+            Some(runplane_sys::tmpfs::Usage::default())
+        );
+        assert!(!r.still_mounted(1000, info.mount_id.unwrap()));
 
-        let rep = r.remove(1000).unwrap().report;
+        let rep = r.remove(1000, info.mount_id).unwrap().report;
         let mut skipped: Vec<_> = rep
             .mounts_skipped
             .iter()
             .map(|p| p.file_name().unwrap().to_owned())
             .collect();
         skipped.sort();
-        assert_eq!(skipped, ["bind", "nested-tmpfs"], "{rep:?}");
+        assert_eq!(skipped, ["1000", "bind", "nested-tmpfs"], "{rep:?}");
+        // Only the user's own tree was emptied (one file and two links there, none over it).
+        assert_eq!(rep.files, 2, "{rep:?}");
         assert!(!u.exists());
         assert!(
             mountinfo::read()
@@ -229,7 +240,7 @@ fn priv_a_tree_deeper_than_the_remover_goes_is_removed() {
     require_root!();
     run_private(Setup::default(), |_| {
         let r = open_root(Path::new("/run/user")).unwrap();
-        r.create(1000, 1000, 4 << 20, 4096, &policy()).unwrap();
+        let (info, _) = r.create(1000, 1000, 4 << 20, 4096, &policy()).unwrap();
         let u = Path::new("/run/user/1000");
         // What `mkdir d; cd d` in a loop makes: three times deeper than the walk goes.
         let mut p = u.to_path_buf();
@@ -238,7 +249,7 @@ fn priv_a_tree_deeper_than_the_remover_goes_is_removed() {
             std::fs::create_dir(&p).unwrap();
         }
         std::fs::write(p.join("f"), b"x").unwrap();
-        let removed = r.remove(1000).unwrap();
+        let removed = r.remove(1000, info.mount_id).unwrap();
         assert!(removed.not_emptied.is_none(), "{removed:?}");
         assert_eq!(removed.report.moved, 2, "{removed:?}");
         // Every level, and the user's directory itself.
@@ -257,7 +268,7 @@ fn priv_a_dir_that_cannot_be_emptied_is_unmounted_and_removed_all_the_same() {
     require_root!();
     run_private(Setup::default(), |_| {
         let r = open_root(Path::new("/run/user")).unwrap();
-        r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
+        let (info, _) = r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
         let u = Path::new("/run/user/1000");
         // An immutable file: not even root may unlink it, so the tree cannot be emptied.
         std::fs::create_dir(u.join("sub")).unwrap();
@@ -266,7 +277,7 @@ fn priv_a_dir_that_cannot_be_emptied_is_unmounted_and_removed_all_the_same() {
         let f = std::fs::File::open(&stuck).unwrap();
         rustix::fs::ioctl_setflags(&f, rustix::fs::IFlags::IMMUTABLE).unwrap();
         drop(f);
-        let removed = r.remove(1000).unwrap();
+        let removed = r.remove(1000, info.mount_id).unwrap();
         let e = removed.not_emptied.expect("emptying fails");
         assert_eq!(
             e.to_string(),
