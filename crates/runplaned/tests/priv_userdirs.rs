@@ -1409,24 +1409,7 @@ fn priv_a_users_fuse_mount_inside_is_dropped_with_the_dir() {
             std::fs::create_dir(at).unwrap();
             std::os::unix::fs::chown(at, Some(2300), Some(2300)).unwrap();
             // The user mounts FUSE through the setuid fusermount3, as a desktop's portal would.
-            let fuse = SysProc(
-                runplane_sys::spawn::Spawn::new("/usr/bin/bindfs")
-                    .args(["-f", "--no-allow-other", src.to_str().unwrap(), at])
-                    .env("PATH", "/usr/bin:/bin")
-                    .credentials(Credentials {
-                        uid: 2300,
-                        gid: 2300,
-                        groups: vec![],
-                    })
-                    .spawn()
-                    .unwrap(),
-            );
-            eventually("the FUSE mount appears", || {
-                runplane_sys::mountinfo::read()
-                    .unwrap()
-                    .iter()
-                    .any(|m| m.mount_point == Path::new(at) && m.fstype.starts_with("fuse"))
-            });
+            let fuse = bindfs(Some(2300), &src, at);
             client().session_close(s.id).unwrap();
             eventually("the dir is removed", || {
                 !Path::new("/run/user/2300").exists()

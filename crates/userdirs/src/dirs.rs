@@ -156,6 +156,20 @@ impl Root {
         }
     }
 
+    /// Lazily unmounts the topmost mount on `uid`'s dir, the `stacked`-th so far: a pile of
+    /// more than [`MAX_STACKED`] is refused.
+    fn detach_top(&self, uid: u32, stacked: &mut usize) -> Result<(), DirError> {
+        *stacked += 1;
+        if *stacked > MAX_STACKED {
+            return Err(DirError::UnsafeRoot {
+                path: self.user_path(uid),
+                why: format!("more than {MAX_STACKED} mounts are stacked on it"),
+            });
+        }
+        tmpfs::unmount_lazy(&self.dir, &uid.to_string())?;
+        Ok(())
+    }
+
     /// Makes `uid`'s directory (see the module docs for every case). Returns how it is backed
     /// and a note for the log when something was found in the way.
     pub fn create(
@@ -207,14 +221,7 @@ impl Root {
                 ));
             }
             drop(pinned);
-            stacked += 1;
-            if stacked > MAX_STACKED {
-                return Err(DirError::UnsafeRoot {
-                    path,
-                    why: format!("more than {MAX_STACKED} mounts are stacked on it"),
-                });
-            }
-            tmpfs::unmount_lazy(&self.dir, &name)?;
+            self.detach_top(uid, &mut stacked)?;
             note = Some(format!(
                 "detached a foreign mount on {} (not a 0700 tmpfs of uid {uid})",
                 path.display()
@@ -339,14 +346,7 @@ impl Root {
                 break pinned;
             }
             drop(pinned);
-            stacked += 1;
-            if stacked > MAX_STACKED {
-                return Err(DirError::UnsafeRoot {
-                    path,
-                    why: format!("more than {MAX_STACKED} mounts are stacked on it"),
-                });
-            }
-            tmpfs::unmount_lazy(&self.dir, &name)?;
+            self.detach_top(uid, &mut stacked)?;
             report.mounts_skipped.push(path.clone());
         };
         let st = rustix::fs::fstat(&pinned)
