@@ -1205,9 +1205,8 @@ impl Inner {
     }
 
     /// Carries out actions, feeding results back into the lifecycle. Returns the first error
-    /// of a directory creation (the lifecycle has then dropped the user).
-    /// Carries out what the lifecycle asked for. A dir that could not be made is the
-    /// request's error: `ENOSPC` when `/run/user` itself is full, else `EIO`.
+    /// of a directory creation (the lifecycle has then dropped the user): `ENOSPC` when
+    /// `/run/user` itself is full, else `EIO`.
     fn execute(&mut self, actions: Vec<Action>) -> Result<(), ErrorReply> {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         let mut failure = None;
