@@ -16,7 +16,13 @@
 //!   (bench/c/opfloor.c, working in FLOOR_DIR) and by a bare round trip to it, so that runplane
 //!   and its floors are measured at the same moments of a shared machine; FURTHER pings go
 //!   first, each followed by a bare round trip; last, FURTHER users' first sessions are closed
-//!   (each their user's last: the grace period starts). Prints `ping`, `first`, `further`,
+//!   (each their user's last: the grace period starts). Besides, back to back: the first
+//!   opens of the first FURTHER users (before the others), a third session of each of FURTHER
+//!   users and its close, in blocks of [`HOT_BLOCK`] runplane requests in a row, then as
+//!   many of the C server's floor in a row, then as many bare round trips: hot, as a mount
+//!   loop and a ping-pong are (`hot_first`, `hot_further`, `hot_close`, their floors
+//!   `hot_floor_bare_mount`, `hot_floor_open`, `hot_floor_close`, and `hot_rtt`). Prints
+//!   `ping`, `first`, `further`,
 //!   `close`, `last_close` and their floors `floor_ping`, `floor_mount`, `floor_open`,
 //!   `floor_close`, `floor_last_close`, `floor_bare_mount` (the C server's mkdirat + mount(2)
 //!   alone, asked after each first open too), and `rtt` (p50 p99 mean, µs), then `rss_kib N`
@@ -179,12 +185,15 @@ impl Floor {
     }
 }
 
+/// Requests in a row in the back-to-back rows of `userdirs`.
+const HOT_BLOCK: usize = 50;
+
 fn userdirs(args: &[String]) {
     let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
     let num = |i: usize| -> u64 { arg(i).parse().unwrap_or_else(|_| usage()) };
     let (sock, pid) = (arg(2), arg(3));
     let (first_uid, users, further, idle) = (num(4) as u32, num(5) as u32, num(6) as u32, num(7));
-    let floor = Floor::start(&arg(8), &arg(9), u64::from(users) + u64::from(further));
+    let floor = Floor::start(&arg(8), &arg(9), u64::from(users) + 2 * u64::from(further));
     let me = Some(std::process::id() as i32);
     let mut c =
         runplane::Client::connect(&sock, Duration::from_secs(10)).unwrap_or_else(|e| fatal(e));
@@ -213,9 +222,31 @@ fn userdirs(args: &[String]) {
     }
     println!("ping {}", summary(t));
     println!("floor_ping {}", summary(f));
-    let (mut rtt, mut t, mut f, mut bare) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Back to back: blocks of HOT_BLOCK runplane requests in a row, then as many of the C
+    // server's floor in a row, then as many bare round trips: each hot, as the floors
+    // (a mount loop, a ping-pong) are, and a block apart in time.
     let mut firsts = Vec::new();
-    for uid in first_uid..first_uid + users {
+    // As many as the further opens, and no more than leave as many for the one-by-one rows:
+    // the C server must have opened (one by one) what the closes close.
+    let hot = further.min(users.saturating_sub(further));
+    let (mut t, mut bare, mut rtt) = (Vec::new(), Vec::new(), Vec::new());
+    for block in (first_uid..first_uid + hot)
+        .collect::<Vec<_>>()
+        .chunks(HOT_BLOCK)
+    {
+        for &uid in block {
+            let (d, id) = open(&mut c, uid);
+            t.push(d);
+            firsts.push(id);
+        }
+        bare.extend(block.iter().map(|_| floor.request(b'M')));
+        rtt.extend(block.iter().map(|_| floor.request(b'p')));
+    }
+    println!("hot_first {}", summary(t));
+    println!("hot_floor_bare_mount {}", summary(bare));
+    let mut hot_rtt = rtt;
+    let (mut rtt, mut t, mut f, mut bare) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for uid in first_uid + hot..first_uid + users {
         let (d, id) = open(&mut c, uid);
         t.push(d);
         firsts.push(id);
@@ -236,8 +267,29 @@ fn userdirs(args: &[String]) {
     }
     println!("further {}", summary(t));
     println!("floor_open {}", summary(f));
+    // The second sessions of as many other users, back to back (those of the one-by-one
+    // further opens when there are not enough users).
+    let (mut hot_ids, mut t, mut f) = (Vec::new(), Vec::new(), Vec::new());
+    let n = further.min(users);
+    let from = if users >= 2 * n {
+        first_uid + n
+    } else {
+        first_uid
+    };
+    let uids: Vec<u32> = (from..from + n).collect();
+    for block in uids.chunks(HOT_BLOCK) {
+        for &uid in block {
+            let (d, id) = open(&mut c, uid);
+            t.push(d);
+            hot_ids.push(id);
+        }
+        f.extend(block.iter().map(|_| floor.request(b'o')));
+        hot_rtt.extend(block.iter().map(|_| floor.request(b'p')));
+    }
+    println!("hot_further {}", summary(t));
+    println!("hot_floor_open {}", summary(f));
     // Closes `ids`, each followed by the floor's `op` and a bare round trip.
-    let mut closes = |ids: &[u64], op: u8, name: &str| {
+    let mut closes = |c: &mut runplane::Client, ids: &[u64], op: u8, name: &str| {
         let (mut t, mut f) = (Vec::new(), Vec::new());
         for &id in ids {
             let t0 = Instant::now();
@@ -249,9 +301,27 @@ fn userdirs(args: &[String]) {
         println!("{name} {}", summary(t));
         println!("floor_{name} {}", summary(f));
     };
-    closes(&ids, b'c', "close");
+    closes(&mut c, &ids, b'c', "close");
+    let (mut t, mut f) = (Vec::new(), Vec::new());
+    for block in hot_ids.chunks(HOT_BLOCK) {
+        for &id in block {
+            let t0 = Instant::now();
+            c.session_close(id).unwrap_or_else(|e| fatal(e));
+            t.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        f.extend(block.iter().map(|_| floor.request(b'c')));
+        hot_rtt.extend(block.iter().map(|_| floor.request(b'p')));
+    }
+    println!("hot_close {}", summary(t));
+    println!("hot_floor_close {}", summary(f));
+    println!("hot_rtt {}", summary(hot_rtt));
     // The last session of a user: its close starts the grace period (a timer on the loop).
-    closes(&firsts[..ids.len().min(firsts.len())], b'l', "last_close");
+    closes(
+        &mut c,
+        &firsts[..ids.len().min(firsts.len())],
+        b'l',
+        "last_close",
+    );
     println!("rtt {}", summary(rtt));
     floor.stop();
     let rss = status_field(&pid, &pid, "VmRSS:");
