@@ -1179,7 +1179,7 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
                 p,
                 "remove_ipc = true\nlifetime = \"sessions\"\ngrace = \"0\"\n",
             );
-            let _d = start(&cfg);
+            let d = start(&cfg);
             let leader = sleeper();
             let s = open(2200, leader.id());
             for uid in [2200, 2201] {
@@ -1225,6 +1225,15 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
                 std::fs::write(path, "").unwrap();
                 std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
             }
+            // A file covered by a mount (here root's bind of a file of u0's over one of u1's;
+            // a user may mount FUSE on a file it owns): nobody's object, never looked through.
+            let covered = Path::new("/dev/shm/covered");
+            let over = p.scratch.join("over");
+            for (path, uid) in [(covered, 2201), (over.as_path(), 2200)] {
+                std::fs::write(path, "").unwrap();
+                std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+            }
+            runplane_testkit::bind(&over, covered);
             // What would go, as the user sees it; another user may not look.
             let out = as_user(
                 2200,
@@ -1312,6 +1321,8 @@ fn priv_remove_ipc_removes_only_the_users_objects_in_its_own_ipc_namespace() {
                 "u0's x\\xff or t\\x1b... is left"
             );
             assert!(shown.exists(), "u1's x\u{fffd} was removed for u0's x\\xff");
+            assert!(covered.exists() && over.exists());
+            assert!(!d.log().contains("covered"), "{}", d.log());
             // With a process of the user still running, its objects are kept.
             let s = open(2201, leader.id());
             let bg = sleeper_as(2201);

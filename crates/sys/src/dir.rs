@@ -256,6 +256,25 @@ impl Dir {
         }
     }
 
+    /// `name` as this directory's filesystem holds it, never through a mount: `None` when it
+    /// does not exist or a mount covers it (that mount's filesystem is not asked: it is
+    /// pinned with `O_PATH` and `RESOLVE_NO_XDEV`, then `fstat`). For listings of
+    /// directories users write to (`/dev/shm`), where a user's FUSE mount may refuse root or
+    /// never answer.
+    pub fn stat_here(&self, name: impl AsRef<OsStr>) -> Result<Option<Stat>> {
+        let name = name.as_ref();
+        check_component(name).ctx("stat", self.join(name).display())?;
+        match self.open_path(name, Resolve::STRICT.no_xdev()) {
+            Ok(fd) => fs::fstat(&fd)
+                .map(Some)
+                .ctx("stat", self.join(name).display()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EXDEV)) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// `statx(self, name, AT_SYMLINK_NOFOLLOW)` for type, mode, owner and mount id; `None`
     /// when it does not exist. On a mount point this describes the root of what is mounted
     /// there (one syscall where opening the mount and asking its fd takes three).

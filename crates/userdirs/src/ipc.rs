@@ -93,7 +93,8 @@ fn files_of(dir: &Path, uid: u32, kind: &'static str) -> Vec<Object> {
         .into_iter()
         .filter(|e| e.kind != Kind::Directory)
         .filter_map(|e| {
-            let st = d.stat(&e.name).ok()??;
+            // A mount point (a user may mount FUSE on a file it owns) is no IPC object.
+            let st = d.stat_here(&e.name).ok()??;
             (st.st_uid == uid).then(|| Object {
                 kind,
                 id: shown(&e.name),
@@ -168,7 +169,7 @@ pub fn remove(uid: u32) -> (Vec<Object>, Vec<String>) {
 /// by another user. `Ok(false)` when it is gone.
 fn remove_file_of(dir: &Path, name: &std::ffi::OsStr, uid: u32) -> Result<bool, String> {
     let d = Dir::open(dir).map_err(|e| e.to_string())?;
-    match d.stat(name).map_err(|e| e.to_string())? {
+    match d.stat_here(name).map_err(|e| e.to_string())? {
         None => Ok(false),
         Some(st) if st.st_uid == uid => d.unlink(name).map(|()| true).map_err(|e| e.to_string()),
         Some(st) => Err(format!(
