@@ -1,8 +1,10 @@
 //! What the module does on open and close (the FFI shell in lib.rs calls in here).
 
 use std::ffi::{CStr, OsStr};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 use std::time::Instant;
 
 use nonstick::EnvironMapMut;
@@ -38,19 +40,55 @@ fn connect(opts: &Options) -> std::result::Result<(Client, Instant), ClientError
     Ok((c, start))
 }
 
-/// Why the runtime dir must not be exported, if anything is wrong with it.
-pub fn check_dir(opened: &SessionOpened) -> std::result::Result<(), String> {
-    runplane::validate_runtime_dir(Some(OsStr::new(&opened.path)), opened.uid)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// The runtime dir, pinned, or why it must not be exported. Nothing is looked at through a
+/// mount runplaned did not make: the path is pinned with `O_PATH` and its mount id read with an
+/// empty `statx` mask (the filesystem is not asked) before the owner and mode are, since a user
+/// may mount FUSE over its own dir, and such a mount may refuse root or never answer.
+pub fn check_dir(opened: &SessionOpened) -> std::result::Result<OwnedFd, String> {
+    let (path, pinned) =
+        runplane::pin_runtime_dir(Some(OsStr::new(&opened.path))).map_err(|e| e.to_string())?;
+    let stx = rustix::fs::statx(
+        &pinned,
+        c"",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::empty(),
+    )
+    .map_err(|e| format!("unable to read the mount of {}: {e}", path.display()))?;
+    let mount_root = stx
+        .stx_attributes
+        .contains(rustix::fs::StatxAttributes::MOUNT_ROOT);
+    let ours = match opened.mount_id {
+        Some(id) => stx.stx_mnt_id == id,
+        // A plain directory (fallback-dir): nothing may be mounted on it.
+        None if opened.backend == "fallback-dir" => !mount_root,
+        // A daemon from before answers carried the mount: nothing to check against.
+        None => true,
+    };
+    if !ours {
+        return Err(format!(
+            "{} is covered by a mount runplaned did not make",
+            path.display()
+        ));
+    }
+    runplane::check_runtime_dir(&path, pinned.as_fd(), opened.uid).map_err(|e| e.to_string())?;
+    Ok(pinned)
 }
 
-/// `unix:path=$XDG_RUNTIME_DIR/bus` if that is a socket owned by `uid` (not followed if a
-/// symlink).
-pub fn bus_address(dir: &str, uid: u32) -> Option<String> {
-    let bus = Path::new(dir).join("bus");
-    let md = std::fs::symlink_metadata(&bus).ok()?;
-    (md.file_type().is_socket() && md.uid() == uid).then(|| format!("unix:path={}", bus.display()))
+/// `unix:path=$XDG_RUNTIME_DIR/bus` if that is a socket owned by `uid` in the pinned `dir`
+/// (not followed if a symlink, not looked at through a mount).
+pub fn bus_address(dir: BorrowedFd<'_>, path: &str, uid: u32) -> Option<String> {
+    let bus = rustix::fs::openat2(
+        dir,
+        "bus",
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+    )
+    .ok()?;
+    let st = rustix::fs::fstat(&bus).ok()?;
+    (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
+        && st.st_uid == uid)
+        .then(|| format!("unix:path={}", Path::new(path).join("bus").display()))
 }
 
 impl<T: ModuleClient> PamModule<T> for Module {
@@ -110,16 +148,19 @@ impl<T: ModuleClient> PamModule<T> for Module {
         // Kept for close; a failure here only means close cannot tell the daemon (the leader's
         // exit still ends the session).
         let _ = handle.set_module_data(DATA_KEY, opened.id);
-        if let Err(why) = check_dir(&opened) {
-            nonstick::error!(
-                handle,
-                "pam_runplane: not setting XDG_RUNTIME_DIR for {user}: {why}"
-            );
-            return Err(ErrorCode::Ignore);
-        }
+        let pinned = match check_dir(&opened) {
+            Ok(p) => p,
+            Err(why) => {
+                nonstick::error!(
+                    handle,
+                    "pam_runplane: not setting XDG_RUNTIME_DIR for {user}: {why}"
+                );
+                return Err(ErrorCode::Ignore);
+            }
+        };
         let mut env = handle.environ_mut();
         env.insert("XDG_RUNTIME_DIR", &opened.path);
-        let bus = bus_address(&opened.path, opened.uid);
+        let bus = bus_address(pinned.as_fd(), &opened.path, opened.uid);
         if let Some(b) = &bus {
             env.insert("DBUS_SESSION_BUS_ADDRESS", b);
         }

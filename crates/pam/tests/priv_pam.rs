@@ -329,8 +329,9 @@ fn priv_su_inside_a_session_gets_no_runtime_dir_unless_allow_su() {
 
 fn pamtester(service: &str, user: &str, ops: &[&str]) -> (std::process::Output, Duration) {
     let start = Instant::now();
-    let out = std::process::Command::new("pamtester")
-        .args(["-v", service, user])
+    // Bounded: a module that hangs must fail the test, not hold CI up.
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "KILL", "60", "pamtester", "-v", service, user])
         .args(ops)
         .stdin(std::process::Stdio::null())
         .output()
@@ -428,4 +429,74 @@ fn priv_a_daemon_that_is_down_or_hung_never_blocks_the_login() {
             "{msgs}"
         );
     });
+}
+
+#[test]
+fn priv_a_mount_over_the_runtime_dir_is_never_looked_through() {
+    require_root!();
+    run_private(setup(), |p| {
+        let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
+        let confdir = pam_d(&p.scratch, "rp-covered", "debug");
+        runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
+        // A first login makes the dir; its session stays (grace), so the dir does too.
+        let (out, _) = pamtester("rp-covered", "u1", &["open_session"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A FUSE mount over it that root may enter, whose server then stops answering (as
+        // a user with user_allow_other can do over its own dir): once its cached attributes
+        // expire, any stat through it waits for the server.
+        let src = p.scratch.join("src");
+        std::fs::create_dir(&src).unwrap();
+        let fuse = std::process::Command::new("/usr/bin/bindfs")
+            .args([
+                "-f",
+                "-o",
+                "allow_other,nonempty,attr_timeout=0,entry_timeout=0",
+            ])
+            .arg(&src)
+            .arg("/run/user/2001")
+            .spawn()
+            .expect("bindfs is installed (scripts/test installs it)");
+        let fuse = Reaped(fuse);
+        eventually("the FUSE mount appears", || {
+            std::fs::read_to_string("/proc/thread-self/mountinfo")
+                .unwrap()
+                .lines()
+                .any(|l| l.contains(" /run/user/2001 ") && l.contains(" fuse"))
+        });
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&fuse.0),
+            rustix::process::Signal::STOP,
+        )
+        .unwrap();
+        // The next login neither hangs nor exports the covered dir, and says why.
+        let (out, took) = pamtester("rp-covered", "u1", &["open_session"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        let msgs = p.syslog_messages(Duration::from_secs(5)).join("\n");
+        assert!(
+            msgs.contains(
+                "pam_runplane: not setting XDG_RUNTIME_DIR for u1: /run/user/2001 is covered by a mount runplaned did not make"
+            ),
+            "{msgs}"
+        );
+        drop((fuse, d));
+    });
+}
+
+/// A child killed (by pid) and reaped when dropped, also on a panic.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

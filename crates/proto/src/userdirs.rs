@@ -46,6 +46,11 @@ pub struct SessionOpened {
     pub backend: String,
     /// Whether this login created the directory.
     pub created: bool,
+    /// The mount the directory is (`STATX_MNT_ID`), when it is one runplaned made or adopted:
+    /// what the PAM module checks the path against before it looks at anything there (a
+    /// user may mount over its own dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_id: Option<u64>,
 }
 
 /// `session_close` arguments.

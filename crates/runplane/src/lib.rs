@@ -15,4 +15,6 @@ mod xdg;
 
 pub use client::{Client, ClientError, DEFAULT_TIMEOUT, default_socket};
 pub use runplane_proto as proto;
-pub use xdg::{RuntimeDirError, runtime_dir, validate_runtime_dir};
+pub use xdg::{
+    RuntimeDirError, check_runtime_dir, pin_runtime_dir, runtime_dir, validate_runtime_dir,
+};

@@ -1,8 +1,10 @@
 //! `$XDG_RUNTIME_DIR` with the checks the XDG Base Directory specification demands.
 
 use std::ffi::OsStr;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
 
 /// Why `$XDG_RUNTIME_DIR` cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -36,23 +38,31 @@ pub fn runtime_dir() -> Result<PathBuf, RuntimeDirError> {
     validate_runtime_dir(value.as_deref(), rustix::process::geteuid().as_raw())
 }
 
-fn kind_name(ft: std::fs::FileType) -> &'static str {
-    if ft.is_file() {
-        "regular file"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_fifo() {
-        "fifo"
-    } else if ft.is_char_device() || ft.is_block_device() {
-        "device"
-    } else {
-        "non-directory"
+fn kind_name(ft: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType;
+    match ft {
+        FileType::RegularFile => "regular file",
+        FileType::Socket => "socket",
+        FileType::Fifo => "fifo",
+        FileType::CharacterDevice | FileType::BlockDevice => "device",
+        _ => "non-directory",
     }
 }
 
 /// Validates `value` (the variable's content) as the runtime directory of `uid`: set and not
 /// empty, absolute, a directory that is not a symlink, owned by `uid`, mode exactly 0700.
 pub fn validate_runtime_dir(value: Option<&OsStr>, uid: u32) -> Result<PathBuf, RuntimeDirError> {
+    let (path, pinned) = pin_runtime_dir(value)?;
+    check_runtime_dir(&path, pinned.as_fd(), uid)?;
+    Ok(path)
+}
+
+/// The first half of [`validate_runtime_dir`]: `value` set, absolute, and pinned with
+/// `O_PATH | O_NOFOLLOW`, which asks the filesystem of the object nothing (on a mount point,
+/// the root of what is mounted there). A caller that must not stat through a mount it did
+/// not expect (a user's FUSE mount may never answer) checks the pinned object's mount first,
+/// then [`check_runtime_dir`].
+pub fn pin_runtime_dir(value: Option<&OsStr>) -> Result<(PathBuf, OwnedFd), RuntimeDirError> {
     let value = value
         .filter(|v| !v.is_empty())
         .ok_or(RuntimeDirError::Unset)?;
@@ -60,32 +70,52 @@ pub fn validate_runtime_dir(value: Option<&OsStr>, uid: u32) -> Result<PathBuf, 
     if !path.is_absolute() {
         return Err(RuntimeDirError::Relative(path));
     }
-    let md = std::fs::symlink_metadata(&path).map_err(|source| RuntimeDirError::Inaccessible {
+    let pinned = rustix::fs::open(
+        &path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeDirError::Inaccessible {
         path: path.clone(),
-        source,
+        source: e.into(),
     })?;
-    let ft = md.file_type();
-    if ft.is_symlink() {
+    Ok((path, pinned))
+}
+
+/// The second half of [`validate_runtime_dir`]: what `pinned` (from [`pin_runtime_dir`]) is
+/// must be a directory, not a symlink, owned by `uid`, mode exactly 0700.
+pub fn check_runtime_dir(
+    path: &Path,
+    pinned: BorrowedFd<'_>,
+    uid: u32,
+) -> Result<(), RuntimeDirError> {
+    let st = rustix::fs::fstat(pinned).map_err(|e| RuntimeDirError::Inaccessible {
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    let path = path.to_owned();
+    let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    if ft == rustix::fs::FileType::Symlink {
         return Err(RuntimeDirError::Symlink(path));
     }
-    if !ft.is_dir() {
+    if ft != rustix::fs::FileType::Directory {
         return Err(RuntimeDirError::NotADirectory {
             path,
             kind: kind_name(ft),
         });
     }
-    if md.uid() != uid {
+    if st.st_uid != uid {
         return Err(RuntimeDirError::WrongOwner {
             path,
-            owner: md.uid(),
+            owner: st.st_uid,
             expected: uid,
         });
     }
-    let mode = md.mode() & 0o7777;
+    let mode = st.st_mode & 0o7777;
     if mode != 0o700 {
         return Err(RuntimeDirError::WrongMode { path, mode });
     }
-    Ok(path)
+    Ok(())
 }
 
 #[cfg(test)]

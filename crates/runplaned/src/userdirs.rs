@@ -553,6 +553,7 @@ impl Userdirs {
             .dir
             .map_or("creating", |d| backend_name(d.backend))
             .to_owned();
+        let mount_id = u.dir.and_then(|d| d.mount_id);
         let path = i.root.user_path(account.uid).display().to_string();
         i.watch_leader(id, leader);
         // Sessions are logged at debug: the PAM stack that opens them logs every login
@@ -566,6 +567,7 @@ impl Userdirs {
             path,
             backend,
             created: !existed,
+            mount_id,
         })
     }
 
