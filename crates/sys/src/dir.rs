@@ -369,8 +369,9 @@ impl Dir {
             let name = OsStr::from_bytes(bytes).to_owned();
             let mut kind = Kind::from(ent.file_type());
             if kind == Kind::Unknown {
-                // Some filesystems leave d_type empty: ask without following.
-                if let Some(st) = self.stat(&name)? {
+                // Some filesystems leave d_type empty: ask without following, and not through
+                // a mount (whose filesystem is not asked; it stays Unknown).
+                if let Some(st) = self.stat_here(&name)? {
                     kind = Kind::from(FileType::from_raw_mode(st.st_mode));
                 }
             }
