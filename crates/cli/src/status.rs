@@ -87,7 +87,11 @@ fn render_userdirs(st: &Status) -> String {
             u.state.clone(),
             // session_count: what a daemon that lists at most MAX_STATUS_SESSIONS ids says.
             u.session_count.max(u.sessions.len() as u32).to_string(),
-            u.backend.clone(),
+            if u.covered {
+                format!("{} (covered)", u.backend)
+            } else {
+                u.backend.clone()
+            },
             human_bytes(u.bytes_used),
             limit,
             inodes,

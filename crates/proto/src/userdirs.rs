@@ -142,6 +142,10 @@ pub struct UserdirStatus {
     /// For `grace`: Unix milliseconds of the removal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remove_at: Option<u64>,
+    /// Another's mount covers the dir (a user's FUSE mount over its own dir): its usage was
+    /// not read (zero), and it is detached at removal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub covered: bool,
 }
 
 /// `status.userdirs_manager`: whether and how this daemon manages `/run/user`.

@@ -756,17 +756,18 @@ impl Userdirs {
         let ours: Vec<Option<u64>> = page.iter().map(|e| i.dir_of(e.uid)?.mount_id).collect();
         drop(i);
         for (e, ours) in page.iter_mut().zip(ours) {
-            let (usage, mount) = self
+            let st = self
                 .usage_root
                 .as_ref()
                 .and_then(|r| r.status_of(e.uid, ours, one_by_one).ok().flatten())
                 .unwrap_or_default();
-            e.bytes_used = usage.bytes_used;
-            e.inodes_used = usage.inodes_used;
-            let Some(id) = ours.filter(|_| one_by_one) else {
+            e.bytes_used = st.usage.bytes_used;
+            e.inodes_used = st.usage.inodes_used;
+            e.covered = st.covered;
+            let Some(id) = ours.filter(|_| one_by_one && !st.covered) else {
                 continue;
             };
-            e.options = match mount {
+            e.options = match st.mount {
                 Some(m) if m.id == id => m.options,
                 Some(_) => String::new(),
                 // This kernel cannot say: the table, this once.
@@ -1118,6 +1119,7 @@ impl Inner {
             linger: false,
             state: String::new(),
             remove_at: None,
+            covered: false,
         }
     }
 
@@ -1724,6 +1726,7 @@ mod tests {
                     linger: false,
                     state: String::new(),
                     remove_at: None,
+                    covered: false,
                 })
                 .collect::<Vec<_>>()
         };

@@ -1866,15 +1866,18 @@ fn priv_fuse_mounts_over_or_in_a_dir_whose_server_hangs_are_detached_untouched()
             for s in [&hung_in, &hung_over] {
                 s.0.signal(rustix::process::Signal::STOP).unwrap();
             }
-            // Status answers, without the usage it cannot read from mounts not its own.
+            // Status answers, without the usage it cannot read from mounts not its own, and
+            // says the dirs are covered; so does the table.
             let st = status();
             assert_eq!(
                 st.userdirs
                     .iter()
-                    .map(|u| (u.uid, u.state.as_str()))
+                    .map(|u| (u.uid, u.state.as_str(), u.covered, u.bytes_used))
                     .collect::<Vec<_>>(),
-                [(2450, "active"), (2451, "active")]
+                [(2450, "active", true, 0), (2451, "active", true, 0)]
             );
+            let table = common::runplane(&["status"]);
+            assert!(table.stdout.contains("tmpfs (covered)"), "{}", table.stdout);
             // Both logouts remove their dirs, and every mount in them goes.
             client().session_close(sa.id).unwrap();
             client().session_close(sb.id).unwrap();

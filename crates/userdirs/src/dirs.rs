@@ -38,6 +38,19 @@ const TMPFS_MAGIC: u64 = 0x0102_1994;
 /// stacks on it (FUSE over its own tmpfs) goes, a pile beyond this is refused.
 const MAX_STACKED: usize = 8;
 
+/// What [`Root::status_of`] reads of a user's directory.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DirStatus {
+    /// Space and inode use (zero while covered).
+    pub usage: Usage,
+    /// The mount as `statmount(2)` shows it, when asked for (`None` where the kernel cannot
+    /// say: read mountinfo).
+    pub mount: Option<runplane_sys::statmount::Mount>,
+    /// Another's mount covers the directory (a user's FUSE mount over its own dir): nothing
+    /// of it was read.
+    pub covered: bool,
+}
+
 /// A failure to prepare or change a user's directory, naming what and why.
 #[derive(Debug, thiserror::Error)]
 pub enum DirError {
@@ -416,38 +429,40 @@ impl Root {
     /// Space and inode use of `uid`'s directory (`None` when it does not exist), made as mount
     /// `ours` (`None`: a plain directory).
     pub fn usage(&self, uid: u32, ours: Option<u64>) -> Result<Option<Usage>, DirError> {
-        Ok(self.status_of(uid, ours, false)?.map(|(u, _)| u))
+        Ok(self.status_of(uid, ours, false)?.map(|s| s.usage))
     }
 
-    /// Space and inode use of `uid`'s directory, made as mount `ours` (`None`: a plain
-    /// directory) and, when `mount` is asked, the mount as `statmount(2)` shows it (`None`
-    /// where the kernel cannot say: read mountinfo). `None` when the directory does not
-    /// exist. While another's mount covers it (a user's FUSE mount over its own dir), that is
-    /// not asked: zero use, and the mount on top by its id alone, without options.
+    /// What `uid`'s directory, made as mount `ours` (`None`: a plain directory), shows: its
+    /// use and, when `mount` is asked, its mount. `None` when it does not exist. While
+    /// another's mount covers it (a user's FUSE mount over its own dir), nothing of it is
+    /// read, and it says so.
     pub fn status_of(
         &self,
         uid: u32,
         ours: Option<u64>,
         mount: bool,
-    ) -> Result<Option<(Usage, Option<runplane_sys::statmount::Mount>)>, DirError> {
+    ) -> Result<Option<DirStatus>, DirError> {
         let Some((pinned, top)) = self.pin(uid)? else {
             return Ok(None);
         };
         if top != ours.unwrap_or(self.mount_id) {
-            let on_top = runplane_sys::statmount::Mount {
-                id: top,
-                options: String::new(),
-            };
-            return Ok(Some((Usage::default(), mount.then_some(on_top))));
+            return Ok(Some(DirStatus {
+                covered: true,
+                ..DirStatus::default()
+            }));
         }
         let path = self.user_path(uid);
         let usage = tmpfs::usage(&pinned, &path)?;
-        let m = if mount {
+        let mount = if mount {
             runplane_sys::statmount::options(pinned.as_fd(), &path)?
         } else {
             None
         };
-        Ok(Some((usage, m)))
+        Ok(Some(DirStatus {
+            usage,
+            mount,
+            covered: false,
+        }))
     }
 
     /// Whether `uid`'s directory is still the mount recorded (after a restart), on top.
