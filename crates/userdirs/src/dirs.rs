@@ -35,8 +35,10 @@ use crate::lifecycle::{Backend, DirInfo};
 /// `statfs.f_type` of tmpfs.
 const TMPFS_MAGIC: u64 = 0x0102_1994;
 /// The most mounts detached from one user's dir before it is made or removed: each one a user
-/// stacks on it (FUSE over its own tmpfs) goes, a pile beyond this is refused.
-const MAX_STACKED: usize = 8;
+/// stacks on it (FUSE over its own tmpfs) goes; fusermount3 lets a user make `mount_max`
+/// mounts (1000 by default), and a pile beyond this bound (a user mounting as fast as they
+/// are detached) is refused rather than chased for ever.
+const MAX_STACKED: usize = 4096;
 
 /// What [`Root::status_of`] reads of a user's directory.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -392,10 +394,11 @@ impl Root {
             if let (Some(parent), Some(leaf)) = (m.parent(), m.file_name().and_then(|n| n.to_str()))
                 && let Ok(rel) = parent.strip_prefix(self.dir.path())
             {
+                // Never into a mount made over the way since the walk found it.
                 let pd = if rel.as_os_str().is_empty() {
                     self.dir.try_clone()?
                 } else {
-                    self.dir.open_dir(rel, Resolve::STRICT)?
+                    self.dir.open_dir(rel, Resolve::STRICT.no_xdev())?
                 };
                 let _ = tmpfs::unmount_lazy(&pd, leaf);
             }

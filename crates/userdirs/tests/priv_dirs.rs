@@ -288,3 +288,27 @@ fn priv_a_dir_that_cannot_be_emptied_is_unmounted_and_removed_all_the_same() {
         assert!(mount_of(u).is_none());
     });
 }
+
+#[test]
+fn priv_a_pile_of_mounts_over_a_dir_is_detached_and_the_dir_removed() {
+    require_root!();
+    run_private(Setup::default(), |_| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        let (info, _) = r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
+        let u = Path::new("/run/user/1000");
+        std::fs::write(u.join("mine"), b"x").unwrap();
+        // A user may stack as many FUSE mounts over its dir as fusermount3's mount_max lets it.
+        for _ in 0..40 {
+            runplane_testkit::mount_tmpfs(u, "size=64k");
+            std::fs::write(u.join("theirs"), b"y").unwrap();
+        }
+        let rep = r.remove(1000, info.mount_id).unwrap().report;
+        assert_eq!(rep.mounts_skipped.len(), 40, "{rep:?}");
+        assert_eq!(
+            rep.files, 1,
+            "only the user's own tree was emptied: {rep:?}"
+        );
+        assert!(!u.exists());
+        assert!(mount_of(u).is_none());
+    });
+}
