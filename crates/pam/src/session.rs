@@ -3,8 +3,6 @@
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 use std::time::Instant;
 
 use nonstick::EnvironMapMut;
@@ -14,6 +12,7 @@ use nonstick::module::PamModule;
 
 use runplane::{Client, ClientError};
 use runplane_proto::{Code, SessionOpen, SessionOpened};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 
 use crate::options::Options;
 
