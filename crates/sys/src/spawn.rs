@@ -122,7 +122,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 impl<'fd> Spawn<'fd> {
     /// `program` is a path, or a name searched in the `PATH` of the child's environment
-    /// (default `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`). argv[0] is
+    /// (default `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`). `argv[0]` is
     /// `program` as given.
     pub fn new(program: impl AsRef<OsStr>) -> Self {
         let program = program.as_ref().to_owned();
@@ -140,7 +140,7 @@ impl<'fd> Spawn<'fd> {
         }
     }
 
-    /// Replaces argv[0].
+    /// Replaces `argv[0]`.
     pub fn arg0(mut self, arg0: impl AsRef<OsStr>) -> Self {
         self.argv[0] = arg0.as_ref().to_owned();
         self
