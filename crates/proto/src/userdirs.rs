@@ -117,7 +117,7 @@ pub struct IpcObject {
 pub const MAX_STATUS_SESSIONS: usize = 256;
 
 /// One user's directory in `status.userdirs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserdirStatus {
     pub user: String,
     pub uid: u32,

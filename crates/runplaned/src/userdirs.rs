@@ -1114,12 +1114,7 @@ impl Inner {
             bytes_limit: if limited { size } else { 0 },
             inodes_used: u64::MAX,
             inodes_limit: if limited { inodes } else { 0 },
-            sessions: vec![],
-            session_count: 0,
-            linger: false,
-            state: String::new(),
-            remove_at: None,
-            covered: false,
+            ..UserdirStatus::default()
         }
     }
 
@@ -1712,21 +1707,8 @@ mod tests {
         let at = |uids: &[u32]| {
             uids.iter()
                 .map(|&uid| UserdirStatus {
-                    user: String::new(),
                     uid,
-                    path: String::new(),
-                    backend: String::new(),
-                    options: String::new(),
-                    bytes_used: 0,
-                    bytes_limit: 0,
-                    inodes_used: 0,
-                    inodes_limit: 0,
-                    sessions: vec![],
-                    session_count: 0,
-                    linger: false,
-                    state: String::new(),
-                    remove_at: None,
-                    covered: false,
+                    ..UserdirStatus::default()
                 })
                 .collect::<Vec<_>>()
         };
