@@ -53,9 +53,9 @@ pub enum Event {
 /// A removal for the remover thread.
 struct Removal {
     uid: u32,
-    existed: bool,
-    /// The mount the dir was made as: any other over it is detached without a look inside.
-    mount_id: Option<u64>,
+    /// The dir as made (`None`: it never was): any mount over it but this one is detached
+    /// without a look inside.
+    dir: Option<DirInfo>,
     remove_ipc: bool,
 }
 
@@ -64,7 +64,7 @@ impl Removal {
         if self.remove_ipc {
             remove_ipc_of(self.uid);
         }
-        root.remove(self.uid, self.mount_id)
+        root.remove(self.uid, self.dir.and_then(|d| d.mount_id))
             .map_err(|e| e.to_string())
     }
 }
@@ -87,7 +87,7 @@ fn spawn_remover(
                     .unwrap_or_else(|_| Err("the remover panicked".into()));
                 let _ = events.send(Event::Removed {
                     uid: job.uid,
-                    existed: job.existed,
+                    existed: job.dir.is_some(),
                     outcome,
                 });
             }
@@ -1326,7 +1326,6 @@ impl Inner {
     /// `Event::Removed` reports the end, and only then is the user's record deleted (a restart
     /// meanwhile finds it and removes again).
     fn remove(&mut self, uid: u32, gone: Removing) {
-        let existed = gone.dir.is_some();
         self.names.retain(|_, u| *u != uid);
         for m in [&mut self.watchers, &mut self.timers] {
             if let Some(h) = m.remove(&uid) {
@@ -1335,8 +1334,7 @@ impl Inner {
         }
         let job = Removal {
             uid,
-            existed,
-            mount_id: gone.dir.and_then(|d| d.mount_id),
+            dir: gone.dir,
             remove_ipc: self.cfg.remove_ipc,
         };
         let job = match &self.remover {
@@ -1352,7 +1350,7 @@ impl Inner {
         };
         // No remover thread (or it is gone): remove here, holding everyone up this once.
         let outcome = job.carry_out(&self.root);
-        self.removed(uid, existed, outcome);
+        self.removed(uid, job.dir.is_some(), outcome);
     }
 
     /// A removal is over: says how it went, deletes the record and lets waiting logins on.

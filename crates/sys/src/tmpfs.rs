@@ -328,9 +328,15 @@ pub fn unmount_lazy(parent: &Dir, name: &str) -> Result<bool> {
     if mine == parent.mount_id()? {
         return Ok(false);
     }
-    let magic = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&pinned));
-    rustix::mount::unmount(magic.as_str(), UnmountFlags::DETACH).ctx("unmount", what.display())?;
+    unmount_pinned(pinned.as_fd(), &what)?;
     Ok(true)
+}
+
+/// Lazily unmounts the mount whose root `pinned` (an `O_PATH` fd, checked by the caller to be
+/// a mount root) is, through the fd's magic link: never through a path. `what` is for messages.
+pub fn unmount_pinned(pinned: BorrowedFd<'_>, what: &Path) -> Result<()> {
+    let magic = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&pinned));
+    rustix::mount::unmount(magic.as_str(), UnmountFlags::DETACH).ctx("unmount", what.display())
 }
 
 #[cfg(test)]

@@ -171,9 +171,14 @@ impl Root {
         }
     }
 
-    /// Lazily unmounts the topmost mount on `uid`'s dir, the `stacked`-th so far: a pile of
-    /// more than [`MAX_STACKED`] is refused.
-    fn detach_top(&self, uid: u32, stacked: &mut usize) -> Result<(), DirError> {
+    /// Lazily unmounts the topmost mount on `uid`'s dir, `pinned` (from [`Root::pin`], a
+    /// mount root), the `stacked`-th so far: a pile of more than [`MAX_STACKED`] is refused.
+    fn detach_top(
+        &self,
+        uid: u32,
+        pinned: rustix::fd::OwnedFd,
+        stacked: &mut usize,
+    ) -> Result<(), DirError> {
         *stacked += 1;
         if *stacked > MAX_STACKED {
             return Err(DirError::UnsafeRoot {
@@ -181,7 +186,7 @@ impl Root {
                 why: format!("more than {MAX_STACKED} mounts are stacked on it"),
             });
         }
-        tmpfs::unmount_lazy(&self.dir, &uid.to_string())?;
+        tmpfs::unmount_pinned(pinned.as_fd(), &self.user_path(uid))?;
         Ok(())
     }
 
@@ -202,6 +207,7 @@ impl Root {
         let made = self.dir.mkdir(&name, 0o700)?;
         // Something was there: mounts on it, topmost first, then what they were mounted on.
         let mut stacked = 0;
+        let mut table = None;
         while !made && let Some((pinned, top)) = self.pin(uid)? {
             if top == self.mount_id {
                 let st = rustix::fs::fstat(&pinned)
@@ -226,7 +232,11 @@ impl Root {
             // A mount: adopted if it is a 0700 tmpfs of the uid. Whether it is a tmpfs at
             // all is asked of the kernel's mount table, not of the mount (a user's FUSE
             // mount may refuse root or hang).
-            let tmpfs = runplane_sys::mountinfo::find(top)?.is_some_and(|m| m.fstype == "tmpfs");
+            let table = match &mut table {
+                Some(t) => t,
+                None => table.insert(runplane_sys::mountinfo::read()?),
+            };
+            let tmpfs = table.iter().any(|m| m.id == top && m.fstype == "tmpfs");
             if tmpfs
                 && let Some(info) = self.adoptable(&Dir::reopen(pinned.as_fd(), &path)?, uid)?
             {
@@ -235,8 +245,7 @@ impl Root {
                     Some(format!("adopted the existing tmpfs on {}", path.display())),
                 ));
             }
-            drop(pinned);
-            self.detach_top(uid, &mut stacked)?;
+            self.detach_top(uid, pinned, &mut stacked)?;
             note = Some(format!(
                 "detached a foreign mount on {} (not a 0700 tmpfs of uid {uid})",
                 path.display()
@@ -360,8 +369,7 @@ impl Root {
             if top == self.mount_id || Some(top) == ours {
                 break pinned;
             }
-            drop(pinned);
-            self.detach_top(uid, &mut stacked)?;
+            self.detach_top(uid, pinned, &mut stacked)?;
             report.mounts_skipped.push(path.clone());
         };
         let st = rustix::fs::fstat(&pinned)

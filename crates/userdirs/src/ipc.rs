@@ -131,16 +131,20 @@ pub fn list(uid: u32) -> Vec<Object> {
 pub fn remove(uid: u32) -> (Vec<Object>, Vec<String>) {
     let mut removed = Vec::new();
     let mut failed = Vec::new();
+    // /dev/shm and /dev/mqueue, each opened once, when it holds something to remove.
+    let mut dirs: [Option<Result<Dir, String>>; 2] = [None, None];
     for o in list(uid) {
         let r = match &o.file {
-            // /dev/shm and /dev/mqueue entries.
             Some(name) => {
-                let dir = if o.kind == "posix-shm" {
-                    "/dev/shm"
+                let (i, path) = if o.kind == "posix-shm" {
+                    (0, "/dev/shm")
                 } else {
-                    "/dev/mqueue"
+                    (1, "/dev/mqueue")
                 };
-                remove_file_of(Path::new(dir), name, uid)
+                match dirs[i].get_or_insert_with(|| Dir::open(path).map_err(|e| e.to_string())) {
+                    Ok(d) => remove_file_of(d, name, uid),
+                    Err(e) => Err(e.clone()),
+                }
             }
             None => {
                 let kind = match o.kind {
@@ -167,8 +171,7 @@ pub fn remove(uid: u32) -> (Vec<Object>, Vec<String>) {
 /// swap (the unlink is in the directory held open), by the name as it is (not as shown), and
 /// only while the user owns it: since the listing it may have been removed and its name taken
 /// by another user. `Ok(false)` when it is gone.
-fn remove_file_of(dir: &Path, name: &std::ffi::OsStr, uid: u32) -> Result<bool, String> {
-    let d = Dir::open(dir).map_err(|e| e.to_string())?;
+fn remove_file_of(d: &Dir, name: &std::ffi::OsStr, uid: u32) -> Result<bool, String> {
     match d.stat_here(name).map_err(|e| e.to_string())? {
         None => Ok(false),
         Some(st) if st.st_uid == uid => d.unlink(name).map(|()| true).map_err(|e| e.to_string()),
@@ -210,7 +213,8 @@ mod tests {
         let shown = "x\u{fffd}"; // what the raw name shows as, and a valid name of its own
         std::fs::write(t.path().join(raw), "").unwrap();
         std::fs::write(t.path().join(shown), "").unwrap();
-        let e = remove_file_of(t.path(), raw, me + 1).unwrap_err();
+        let d = Dir::open(t.path()).unwrap();
+        let e = remove_file_of(&d, raw, me + 1).unwrap_err();
         assert!(
             e.contains(&format!(
                 "is no longer uid {}'s (now uid {me}'s): kept",
@@ -219,14 +223,14 @@ mod tests {
             "{e}"
         );
         assert!(t.path().join(raw).exists());
-        assert_eq!(remove_file_of(t.path(), raw, me), Ok(true));
+        assert_eq!(remove_file_of(&d, raw, me), Ok(true));
         assert!(!t.path().join(raw).exists());
         assert!(
             t.path().join(shown).exists(),
             "the file it shows as is another"
         );
         assert_eq!(
-            remove_file_of(t.path(), raw, me),
+            remove_file_of(&d, raw, me),
             Ok(false),
             "gone: nothing to do"
         );

@@ -652,6 +652,17 @@ mod tests {
         Leader::new(pid, Identity::PidfsInode(100 + pid as u64))
     }
 
+    /// The removal of alice's dir (uid 1000, with `policy`'s limits).
+    fn alice_removed(dir: Option<DirInfo>) -> Action {
+        Action::Remove {
+            uid: 1000,
+            dir,
+            name: "alice".into(),
+            size: 1 << 20,
+            inodes: 256,
+        }
+    }
+
     const INFO: DirInfo = DirInfo {
         backend: Backend::Tmpfs,
         mount_id: Some(7),
@@ -709,16 +720,7 @@ mod tests {
         assert_eq!(l.user(1000).unwrap().phase.name(), "grace");
         // The wrong generation (a timer of an earlier grace period): nothing.
         assert_eq!(l.grace_expired(1000, 0), vec![]);
-        assert_eq!(
-            l.grace_expired(1000, 1),
-            vec![Action::Remove {
-                uid: 1000,
-                dir: Some(INFO),
-                name: "alice".into(),
-                size: 1 << 20,
-                inodes: 256,
-            }]
-        );
+        assert_eq!(l.grace_expired(1000, 1), vec![alice_removed(Some(INFO))]);
         assert!(l.user(1000).is_none());
         assert_eq!(l.close(a, 8), Err(Refusal::NoSuchSession(a)));
     }
@@ -874,16 +876,7 @@ mod tests {
     fn failed_creation_drops_user_and_sessions() {
         let mut l = Lifecycle::new(policy(Lifetime::Sessions), 1);
         let (a, _) = l.open(1000, 100, "alice", leader(10), 0).unwrap();
-        assert_eq!(
-            l.create_failed(1000),
-            vec![Action::Remove {
-                uid: 1000,
-                dir: None,
-                name: "alice".into(),
-                size: 1 << 20,
-                inodes: 256,
-            }]
-        );
+        assert_eq!(l.create_failed(1000), vec![alice_removed(None)]);
         assert!(l.user(1000).is_none() && l.session(a).is_none());
     }
 
@@ -960,16 +953,7 @@ mod tests {
         }));
         // The timer (monotonic) fires ten seconds later, but the wall clock was stepped back
         // an hour meanwhile and reads before the deadline: the period is over all the same.
-        assert_eq!(
-            l.grace_expired(1000, 1),
-            vec![Action::Remove {
-                uid: 1000,
-                dir: Some(INFO),
-                name: "alice".into(),
-                size: 1 << 20,
-                inodes: 256,
-            }]
-        );
+        assert_eq!(l.grace_expired(1000, 1), vec![alice_removed(Some(INFO))]);
     }
 
     #[test]
