@@ -41,8 +41,9 @@ fn connect(opts: &Options) -> std::result::Result<(Client, Instant), ClientError
 
 /// The runtime dir, pinned, or why it must not be exported. Nothing is looked at through a
 /// mount runplaned did not make: the path is pinned with `O_PATH` and its mount id read with an
-/// empty `statx` mask (the filesystem is not asked) before the owner and mode are, since a user
-/// may mount FUSE over its own dir, and such a mount may refuse root or never answer.
+/// empty `statx` mask (the filesystem is not asked) and compared with the daemon's (and its
+/// unique id after that) before the owner and mode are read, since a user may mount FUSE over
+/// its own dir, and such a mount may refuse root or never answer.
 pub fn check_dir(opened: &SessionOpened) -> std::result::Result<OwnedFd, String> {
     let (path, pinned) =
         runplane::pin_runtime_dir(Some(OsStr::new(&opened.path))).map_err(|e| e.to_string())?;
@@ -57,7 +58,14 @@ pub fn check_dir(opened: &SessionOpened) -> std::result::Result<OwnedFd, String>
         .stx_attributes
         .contains(rustix::fs::StatxAttributes::MOUNT_ROOT);
     let ours = match opened.mount_id {
-        Some(id) => stx.stx_mnt_id == id,
+        // By unique id too where the daemon sent one: the reusable id of a tmpfs unmounted
+        // behind its back goes to the next mount made anywhere, maybe on this path.
+        Some(id) => runplane_sys::dir::MountIds {
+            id,
+            unique: opened.mount_unique,
+        }
+        .is(pinned.as_fd(), &path, stx.stx_mnt_id)
+        .map_err(|e| e.to_string())?,
         // A plain directory (fallback-dir): nothing may be mounted on it.
         None if opened.backend == "fallback-dir" => !mount_root,
         // A daemon from before answers carried the mount: nothing to check against.

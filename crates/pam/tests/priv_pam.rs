@@ -487,6 +487,60 @@ fn priv_a_mount_over_the_runtime_dir_is_never_looked_through() {
     });
 }
 
+/// The tmpfs of a logged-in user unmounted behind the daemon's back, and a mount made there
+/// took its reusable mount id (the next mount made anywhere does), owned by the user and 0700
+/// as the tmpfs was: the next login does not export it.
+#[test]
+fn priv_a_mount_that_took_the_runtime_dirs_mount_id_is_not_exported() {
+    require_root!();
+    run_private(setup(), |p| {
+        let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
+        let confdir = pam_d(&p.scratch, "rp-reused", "debug");
+        runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
+        // Another mount made meanwhile in the machine may take the id first: the next user.
+        let (user, path, theirs) = ["u0", "u1", "u2"]
+            .iter()
+            .find_map(|user| {
+                let (out, _) = pamtester("rp-reused", user, &["open_session"]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let uid = 2000 + user[1..].parse::<u32>().unwrap();
+                let path = PathBuf::from(format!("/run/user/{uid}"));
+                let id = rustix::fs::statx(
+                    rustix::fs::CWD,
+                    &path,
+                    rustix::fs::AtFlags::empty(),
+                    rustix::fs::StatxFlags::MNT_ID,
+                )
+                .unwrap()
+                .stx_mnt_id;
+                rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH).unwrap();
+                let (uid_s, gid_s) = (uid.to_string(), uid.to_string());
+                let theirs = runplane_testkit::mount_tmpfs_with_id(
+                    id,
+                    &path,
+                    &[("mode", "0700"), ("uid", &uid_s), ("gid", &gid_s)],
+                )?;
+                Some((*user, path, theirs))
+            })
+            .expect("a mount takes a runtime dir's old id within three tries");
+        let took = login_goes_on(
+            p,
+            "rp-reused",
+            user,
+            &format!(
+                "pam_runplane: not setting XDG_RUNTIME_DIR for {user}: {} is covered by a mount runplaned did not make",
+                path.display()
+            ),
+        );
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        drop((theirs, d));
+    });
+}
+
 /// A child killed (by pid) and reaped when dropped, also on a panic.
 struct Reaped(std::process::Child);
 

@@ -51,6 +51,10 @@ pub struct SessionOpened {
     /// user may mount over its own dir).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_id: Option<u64>,
+    /// That mount's unique id (`STATX_MNT_ID_UNIQUE`, Linux >= 6.8), which no later mount
+    /// takes where `mount_id` may be reused: checked too when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_unique: Option<u64>,
 }
 
 /// `session_close` arguments.

@@ -64,7 +64,7 @@ impl Removal {
         if self.remove_ipc {
             remove_ipc_of(self.uid);
         }
-        root.remove(self.uid, self.dir.and_then(|d| d.mount_id))
+        root.remove(self.uid, self.dir.and_then(|d| d.mount()))
             .map_err(|e| e.to_string())
     }
 }
@@ -553,7 +553,7 @@ impl Userdirs {
             .dir
             .map_or("creating", |d| backend_name(d.backend))
             .to_owned();
-        let mount_id = u.dir.and_then(|d| d.mount_id);
+        let mount = u.dir.and_then(|d| d.mount());
         let path = i.root.user_path(account.uid).display().to_string();
         i.watch_leader(id, leader);
         // Sessions are logged at debug: the PAM stack that opens them logs every login
@@ -567,7 +567,8 @@ impl Userdirs {
             path,
             backend,
             created: !existed,
-            mount_id,
+            mount_id: mount.map(|m| m.id),
+            mount_unique: mount.and_then(|m| m.unique),
         })
     }
 
@@ -753,7 +754,7 @@ impl Userdirs {
         let (mut page, more) = i.entries(cred, after);
         // The mount each entry's dir was made on: its usage is read only from that, and a
         // user's own status shows its options.
-        let ours: Vec<Option<u64>> = page.iter().map(|e| i.dir_of(e.uid)?.mount_id).collect();
+        let ours: Vec<_> = page.iter().map(|e| i.dir_of(e.uid)?.mount()).collect();
         drop(i);
         for (e, ours) in page.iter_mut().zip(ours) {
             let st = self
@@ -764,7 +765,7 @@ impl Userdirs {
             e.bytes_used = st.usage.bytes_used;
             e.inodes_used = st.usage.inodes_used;
             e.covered = st.covered;
-            let Some(id) = ours.filter(|_| one_by_one && !st.covered) else {
+            let Some(id) = ours.map(|m| m.id).filter(|_| one_by_one && !st.covered) else {
                 continue;
             };
             e.options = match st.mount {
@@ -1551,7 +1552,7 @@ impl Inner {
                     self.root.usage(r.user.uid, None).ok().flatten().is_some()
                 }
                 Some(d) => d
-                    .mount_id
+                    .mount()
                     .is_some_and(|m| self.root.still_mounted(r.user.uid, m)),
                 None => false,
             };

@@ -275,30 +275,6 @@ impl Dir {
         }
     }
 
-    /// `statx(self, name, AT_SYMLINK_NOFOLLOW)` for type, mode, owner and mount id; `None`
-    /// when it does not exist. On a mount point this describes the root of what is mounted
-    /// there (one syscall where opening the mount and asking its fd takes three).
-    pub fn statx(&self, name: impl AsRef<OsStr>) -> Result<Option<fs::Statx>> {
-        let name = name.as_ref();
-        let path = self.join(name);
-        check_component(name).ctx("statx", path.display())?;
-        let want = StatxFlags::TYPE
-            | StatxFlags::MODE
-            | StatxFlags::UID
-            | StatxFlags::GID
-            | StatxFlags::MNT_ID;
-        match fs::statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, want) {
-            Ok(stx) if StatxFlags::from_bits_retain(stx.stx_mask).contains(want) => Ok(Some(stx)),
-            Ok(_) => Err(Error::errno(
-                "read the mount id of",
-                path.display(),
-                Errno::NOSYS,
-            )),
-            Err(Errno::NOENT) => Ok(None),
-            Err(e) => Err(Error::errno("statx", path.display(), e)),
-        }
-    }
-
     /// `fstat` of the directory itself.
     pub fn stat_self(&self) -> Result<Stat> {
         fs::fstat(&self.fd).ctx("stat", self.path.display())
@@ -413,6 +389,75 @@ pub fn mount_id(fd: BorrowedFd<'_>, what: &Path) -> Result<u64> {
         ));
     }
     Ok(stx.stx_mnt_id)
+}
+
+/// `STATX_MNT_ID_UNIQUE` (Linux >= 6.8; not in rustix): asked for, `stx_mnt_id` is the
+/// mount's 64-bit id, which is never reused (the first is `2^31 + 1`, above every reusable
+/// id).
+pub const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+
+/// A mount as `statx` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountIds {
+    /// The id mountinfo shows ([`mount_id`], `STATX_MNT_ID`): once the mount is gone the
+    /// kernel gives it to the next mount made anywhere (the lowest free id goes first).
+    pub id: u64,
+    /// The id never reused ([`STATX_MNT_ID_UNIQUE`]); `None` where the kernel has none.
+    pub unique: Option<u64>,
+}
+
+impl MountIds {
+    /// Whether the mount `fd` is on, whose reusable id [`mount_id`] read as `top`, is this
+    /// one. The unique id is asked only when `top` matches (a reused id, or this mount), with
+    /// `AT_STATX_DONT_SYNC` and nothing else in the mask, so a FUSE server is never consulted;
+    /// a FUSE mount that refuses root answers `EACCES`, and is not this one.
+    pub fn is(&self, fd: BorrowedFd<'_>, what: &Path, top: u64) -> Result<bool> {
+        if top != self.id {
+            return Ok(false);
+        }
+        let Some(unique) = self.unique else {
+            return Ok(true);
+        };
+        match unique_mount_id(fd) {
+            Ok(now) => Ok(now == Some(unique)),
+            Err(Errno::ACCESS) => Ok(false),
+            Err(e) => Err(Error::errno("read the mount id of", what.display(), e)),
+        }
+    }
+}
+
+/// `statx` of a mount root of one's own, pinned as `fd`: type, mode, owner and both of its
+/// mount's ids, read through the one pin (a mount made over its path meanwhile cannot mix
+/// in). Not for another's mount: with a non-empty mask a FUSE mount that refuses root answers
+/// `EACCES`.
+pub fn statx_own_mount(fd: BorrowedFd<'_>, what: &Path) -> Result<(fs::Statx, MountIds)> {
+    let want = StatxFlags::TYPE | StatxFlags::MODE | StatxFlags::UID | StatxFlags::GID;
+    let stx = fs::statx(
+        fd,
+        c"",
+        AtFlags::EMPTY_PATH,
+        want | StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE),
+    )
+    .ctx("statx", what.display())?;
+    if !StatxFlags::from_bits_retain(stx.stx_mask).contains(want) {
+        return Err(Error::errno("statx", what.display(), Errno::NOSYS));
+    }
+    let unique = (stx.stx_mask & STATX_MNT_ID_UNIQUE != 0).then_some(stx.stx_mnt_id);
+    let id = mount_id(fd, what)?;
+    Ok((stx, MountIds { id, unique }))
+}
+
+/// The unique id of the mount `fd` is on ([`STATX_MNT_ID_UNIQUE`]), `None` before Linux
+/// 6.8. Only that is asked, with `AT_STATX_DONT_SYNC`: FUSE asks its server for nothing then
+/// (but still refuses root with `EACCES` where the mount does).
+fn unique_mount_id(fd: BorrowedFd<'_>) -> rustix::io::Result<Option<u64>> {
+    let stx = fs::statx(
+        fd,
+        c"",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE),
+    )?;
+    Ok((stx.stx_mask & STATX_MNT_ID_UNIQUE != 0).then_some(stx.stx_mnt_id))
 }
 
 /// `fchown` then `fchmod` on `fd` (in that order: chown clears set-id bits).

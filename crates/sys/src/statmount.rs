@@ -15,10 +15,9 @@ use std::path::Path;
 use rustix::fs::{self, AtFlags, StatxFlags};
 use rustix::io::Errno;
 
+use crate::dir::STATX_MNT_ID_UNIQUE;
 use crate::error::{Context, Error, Result};
 
-/// `STATX_MNT_ID_UNIQUE` (Linux >= 6.8): `stx_mnt_id` is the 64-bit id that is never reused.
-const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
 /// `__NR_statmount` (the same on every architecture: a syscall added after the unification).
 const NR_STATMOUNT: libc::c_long = 457;
 const STATMOUNT_SB_BASIC: u64 = 0x1;

@@ -326,6 +326,58 @@ pub fn mount_tmpfs(path: &Path, options: &str) {
     .unwrap_or_else(|e| fatal(&format!("mount a tmpfs on {}", path.display()), e));
 }
 
+/// Mounts a tmpfs with `options` (`key=value`) at `at` that takes the reusable mount id
+/// `id` (`STATX_MNT_ID`, the one mountinfo shows), as the next mount made anywhere does once
+/// the mount that had it is gone: the kernel gives the lowest free id, so the holes below `id`
+/// are filled with detached mounts (made, held and dropped here). Returns the new mount's
+/// root (an `O_PATH` fd, which keeps the mount alive after a detach), or `None` when
+/// another mount took `id` first (or it was not freed within two seconds: an unmount frees
+/// its id after an RCU grace period).
+/// Only call this from within [`run_private`].
+pub fn mount_tmpfs_with_id(
+    id: u64,
+    at: &Path,
+    options: &[(&str, &str)],
+) -> Option<rustix::fd::OwnedFd> {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    use rustix::mount::{
+        FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create,
+        fsconfig_set_string, fsmount, fsopen, move_mount,
+    };
+    let detached = || {
+        let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+            .unwrap_or_else(|e| fatal("create a tmpfs", e));
+        for (k, v) in options {
+            fsconfig_set_string(&fs, *k, *v)
+                .unwrap_or_else(|e| fatal(&format!("set tmpfs option {k}={v}"), e));
+        }
+        fsconfig_create(&fs).unwrap_or_else(|e| fatal("create a tmpfs", e));
+        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+            .unwrap_or_else(|e| fatal("make a detached tmpfs mount", e));
+        let stx = statx(&mnt, c"", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+            .unwrap_or_else(|e| fatal("read a mount id", e));
+        (mnt, stx.stx_mnt_id)
+    };
+    let mut fillers = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        let (mnt, got) = detached();
+        if got == id {
+            move_mount(&mnt, c"", CWD, at, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+                .unwrap_or_else(|e| fatal(&format!("move a mount to {}", at.display()), e));
+            return Some(mnt);
+        }
+        if got < id {
+            fillers.push(mnt);
+        } else {
+            // `id` is not free (yet): dropped, this one frees its own.
+            drop(mnt);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    None
+}
+
 /// Bind-mounts `src` on `dst` inside the current private namespace.
 pub fn bind(src: &Path, dst: &Path) {
     mount_bind(src, dst)

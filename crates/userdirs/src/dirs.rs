@@ -26,7 +26,7 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use runplane_sys::dir::{Dir, Kind, Resolve, kind_of, mode_bits};
+use runplane_sys::dir::{Dir, Kind, MountIds, Resolve, kind_of, mode_bits};
 use runplane_sys::remove::{self, Report};
 use runplane_sys::tmpfs::{self, TmpfsOptions, Usage};
 
@@ -280,6 +280,7 @@ impl Root {
                     DirInfo {
                         backend: Backend::FallbackDir,
                         mount_id: None,
+                        mount_unique: None,
                         noswap: false,
                     },
                     Some(why),
@@ -298,13 +299,10 @@ impl Root {
             }
         }
         // Verify what we made: the name now leads to a new mount's root, 0700 of uid.
-        let st = self.dir.statx(&name)?.ok_or_else(|| DirError::UnsafeRoot {
-            path: path.clone(),
-            why: "it vanished right after the mount".into(),
-        })?;
-        let mount_id = st.stx_mnt_id;
+        let pinned = self.dir.open_path(&name, Resolve::STRICT)?;
+        let (st, ids) = runplane_sys::dir::statx_own_mount(pinned.as_fd(), &path)?;
         let mode = u32::from(st.stx_mode);
-        if mount_id == self.mount_id
+        if ids.id == self.mount_id
             || rustix::fs::FileType::from_raw_mode(mode) != rustix::fs::FileType::Directory
             || st.stx_uid != uid
             || mode & 0o7777 != 0o700
@@ -317,7 +315,8 @@ impl Root {
         Ok((
             DirInfo {
                 backend: Backend::Tmpfs,
-                mount_id: Some(mount_id),
+                mount_id: Some(ids.id),
+                mount_unique: ids.unique,
                 noswap: opts.noswap,
             },
             note,
@@ -332,12 +331,12 @@ impl Root {
         if fs.f_type as u64 != TMPFS_MAGIC || st.st_uid != uid || mode_bits(&st) != 0o700 {
             return Ok(None);
         }
-        let mount_id = d.mount_id()?;
-        let noswap =
-            runplane_sys::mountinfo::find(mount_id)?.is_some_and(|m| m.has_option("noswap"));
+        let (_, ids) = runplane_sys::dir::statx_own_mount(d.fd(), d.path())?;
+        let noswap = runplane_sys::mountinfo::find(ids.id)?.is_some_and(|m| m.has_option("noswap"));
         Ok(Some(DirInfo {
             backend: Backend::Adopted,
-            mount_id: Some(mount_id),
+            mount_id: Some(ids.id),
+            mount_unique: ids.unique,
             noswap,
         }))
     }
@@ -353,7 +352,7 @@ impl Root {
     ///
     /// `ours` is the mount the dir was made as (its record's): anything mounted over it, or
     /// over a plain directory, is another's and is detached first without a look inside.
-    pub fn remove(&self, uid: u32, ours: Option<u64>) -> Result<Removed, DirError> {
+    pub fn remove(&self, uid: u32, ours: Option<MountIds>) -> Result<Removed, DirError> {
         let name = uid.to_string();
         let path = self.user_path(uid);
         let mut report = Report::default();
@@ -366,7 +365,11 @@ impl Root {
                     not_emptied,
                 });
             };
-            if top == self.mount_id || Some(top) == ours {
+            // A plain directory, or the mount recorded (by unique id where the kernel has
+            // them: the reusable one may have gone to another's mount since).
+            if top == self.mount_id
+                || ours.map_or(Ok(false), |m| m.is(pinned.as_fd(), &path, top))?
+            {
                 break pinned;
             }
             self.detach_top(uid, pinned, &mut stacked)?;
@@ -439,7 +442,7 @@ impl Root {
 
     /// Space and inode use of `uid`'s directory (`None` when it does not exist), made as mount
     /// `ours` (`None`: a plain directory).
-    pub fn usage(&self, uid: u32, ours: Option<u64>) -> Result<Option<Usage>, DirError> {
+    pub fn usage(&self, uid: u32, ours: Option<MountIds>) -> Result<Option<Usage>, DirError> {
         Ok(self.status_of(uid, ours, false)?.map(|s| s.usage))
     }
 
@@ -450,13 +453,17 @@ impl Root {
     pub fn status_of(
         &self,
         uid: u32,
-        ours: Option<u64>,
+        ours: Option<MountIds>,
         mount: bool,
     ) -> Result<Option<DirStatus>, DirError> {
         let Some((pinned, top)) = self.pin(uid)? else {
             return Ok(None);
         };
-        if top != ours.unwrap_or(self.mount_id) {
+        let ours = match ours {
+            Some(m) => m.is(pinned.as_fd(), &self.user_path(uid), top)?,
+            None => top == self.mount_id,
+        };
+        if !ours {
             return Ok(Some(DirStatus {
                 covered: true,
                 ..DirStatus::default()
@@ -477,8 +484,13 @@ impl Root {
     }
 
     /// Whether `uid`'s directory is still the mount recorded (after a restart), on top.
-    pub fn still_mounted(&self, uid: u32, mount_id: u64) -> bool {
-        self.pin(uid)
-            .is_ok_and(|p| p.is_some_and(|(_, top)| top == mount_id))
+    pub fn still_mounted(&self, uid: u32, mount: MountIds) -> bool {
+        self.pin(uid).is_ok_and(|p| {
+            p.is_some_and(|(pinned, top)| {
+                mount
+                    .is(pinned.as_fd(), &self.user_path(uid), top)
+                    .unwrap_or(false)
+            })
+        })
     }
 }

@@ -111,10 +111,26 @@ pub enum Backend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirInfo {
     pub backend: Backend,
-    /// Mount id (`statx` `STATX_MNT_ID`) of the tmpfs, to recognise it after a restart.
+    /// Mount id (`statx` `STATX_MNT_ID`, mountinfo's) of the tmpfs, to find it in the mount
+    /// table and recognise it after a restart.
     pub mount_id: Option<u64>,
+    /// Its unique id (`STATX_MNT_ID_UNIQUE`, Linux >= 6.8), which no later mount takes: with
+    /// it, a mount made where the tmpfs was after someone unmounted it is not taken for it
+    /// though it got the same `mount_id`. `None` on older kernels (and in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_unique: Option<u64>,
     /// Whether `noswap` is in effect.
     pub noswap: bool,
+}
+
+impl DirInfo {
+    /// The mount the directory was made as; `None` for a plain directory.
+    pub fn mount(&self) -> Option<runplane_sys::dir::MountIds> {
+        self.mount_id.map(|id| runplane_sys::dir::MountIds {
+            id,
+            unique: self.mount_unique,
+        })
+    }
 }
 
 /// A user with a directory (or one being created).
@@ -666,6 +682,7 @@ mod tests {
     const INFO: DirInfo = DirInfo {
         backend: Backend::Tmpfs,
         mount_id: Some(7),
+        mount_unique: Some((1 << 31) + 7),
         noswap: true,
     };
 

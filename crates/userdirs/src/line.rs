@@ -98,6 +98,10 @@ fn dir(w: &mut Vec<u8>, d: &DirInfo) {
         None => w.extend_from_slice(b"null"),
         Some(m) => num(w, m),
     }
+    if let Some(m) = d.mount_unique {
+        w.extend_from_slice(b",\"mount_unique\":");
+        num(w, m);
+    }
     w.extend_from_slice(if d.noswap {
         b",\"noswap\":true}"
     } else {
@@ -202,10 +206,12 @@ mod tests {
             Just(Backend::Adopted),
             Just(Backend::FallbackDir)
         ];
-        proptest::option::of((backend, any::<Option<u64>>(), any::<bool>()).prop_map(
-            |(backend, mount_id, noswap)| DirInfo {
+        let ids = (any::<Option<u64>>(), any::<Option<u64>>());
+        proptest::option::of((backend, ids, any::<bool>()).prop_map(
+            |(backend, (mount_id, mount_unique), noswap)| DirInfo {
                 backend,
                 mount_id,
+                mount_unique,
                 noswap,
             },
         ))

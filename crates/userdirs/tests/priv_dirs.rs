@@ -102,7 +102,7 @@ fn priv_user_dir_is_a_limited_tmpfs_with_exact_options() {
             .find_map(|_| f.write_all(&[0u8; 64 << 10]).err())
             .expect("size limit");
         assert_eq!(err.raw_os_error(), Some(28));
-        let u = r.usage(1000, info.mount_id).unwrap().unwrap();
+        let u = r.usage(1000, info.mount()).unwrap().unwrap();
         assert_eq!((u.bytes_total, u.inodes_total), (1 << 20, 64));
         assert!(u.bytes_used >= (1 << 20) - (64 << 10), "{u:?}");
         // uid 0 gets one too.
@@ -111,12 +111,12 @@ fn priv_user_dir_is_a_limited_tmpfs_with_exact_options() {
             Backend::Tmpfs
         );
         // Removal by numeric uid leaves nothing.
-        let rep = r.remove(1000, info.mount_id).unwrap().report;
+        let rep = r.remove(1000, info.mount()).unwrap().report;
         assert!(rep.files >= 1, "{rep:?}");
         assert!(!Path::new("/run/user/1000").exists());
         assert!(mount_of(Path::new("/run/user/1000")).is_none());
         assert!(
-            r.remove(1000, info.mount_id).unwrap().report.files == 0,
+            r.remove(1000, info.mount()).unwrap().report.files == 0,
             "removing a missing dir is fine"
         );
     });
@@ -163,7 +163,7 @@ fn priv_whatever_is_in_the_way_is_replaced_without_following_it() {
             !Path::new("/run/user/1002/old-secret").exists(),
             "hidden under the new tmpfs"
         );
-        r.remove(1002, info.mount_id).unwrap();
+        r.remove(1002, info.mount()).unwrap();
         assert!(!Path::new("/run/user/1002").exists());
 
         // A correct tmpfs in place is adopted; a foreign mount is replaced.
@@ -208,12 +208,12 @@ fn priv_removal_under_attack_touches_nothing_outside() {
         runplane_testkit::mount_tmpfs(u, "size=64k");
         std::fs::write(u.join("over"), b"z").unwrap();
         assert_eq!(
-            r.usage(1000, info.mount_id).unwrap(),
+            r.usage(1000, info.mount()).unwrap(),
             Some(runplane_sys::tmpfs::Usage::default())
         );
-        assert!(!r.still_mounted(1000, info.mount_id.unwrap()));
+        assert!(!r.still_mounted(1000, info.mount().unwrap()));
 
-        let rep = r.remove(1000, info.mount_id).unwrap().report;
+        let rep = r.remove(1000, info.mount()).unwrap().report;
         let mut skipped: Vec<_> = rep
             .mounts_skipped
             .iter()
@@ -249,7 +249,7 @@ fn priv_a_tree_deeper_than_the_remover_goes_is_removed() {
             std::fs::create_dir(&p).unwrap();
         }
         std::fs::write(p.join("f"), b"x").unwrap();
-        let removed = r.remove(1000, info.mount_id).unwrap();
+        let removed = r.remove(1000, info.mount()).unwrap();
         assert!(removed.not_emptied.is_none(), "{removed:?}");
         assert_eq!(removed.report.moved, 2, "{removed:?}");
         // Every level, and the user's directory itself.
@@ -277,7 +277,7 @@ fn priv_a_dir_that_cannot_be_emptied_is_unmounted_and_removed_all_the_same() {
         let f = std::fs::File::open(&stuck).unwrap();
         rustix::fs::ioctl_setflags(&f, rustix::fs::IFlags::IMMUTABLE).unwrap();
         drop(f);
-        let removed = r.remove(1000, info.mount_id).unwrap();
+        let removed = r.remove(1000, info.mount()).unwrap();
         let e = removed.not_emptied.expect("emptying fails");
         assert_eq!(
             e.to_string(),
@@ -302,7 +302,7 @@ fn priv_a_pile_of_mounts_over_a_dir_is_detached_and_the_dir_removed() {
             runplane_testkit::mount_tmpfs(u, "size=64k");
             std::fs::write(u.join("theirs"), b"y").unwrap();
         }
-        let rep = r.remove(1000, info.mount_id).unwrap().report;
+        let rep = r.remove(1000, info.mount()).unwrap().report;
         assert_eq!(rep.mounts_skipped.len(), 40, "{rep:?}");
         assert_eq!(
             rep.files, 1,
@@ -310,5 +310,71 @@ fn priv_a_pile_of_mounts_over_a_dir_is_detached_and_the_dir_removed() {
         );
         assert!(!u.exists());
         assert!(mount_of(u).is_none());
+    });
+}
+
+/// Someone unmounts a user's tmpfs behind runplane's back and the next mount made anywhere
+/// takes its reusable mount id (the kernel gives the lowest free one): here a mount made at
+/// the dir itself, by root. It is not taken for the dir: not read (status), not emptied
+/// (removal detaches it unlooked-at), not counted as intact after a restart.
+#[test]
+fn priv_a_mount_that_took_the_dirs_reused_mount_id_is_not_taken_for_it() {
+    require_root!();
+    run_private(Setup::default(), |_| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        let u = Path::new("/run/user/1000");
+        // Another mount made meanwhile in the machine may take the id first: try again.
+        let (info, theirs) = (0..5)
+            .find_map(|_| {
+                let (info, _) = r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
+                let ids = info.mount().unwrap();
+                let stx = rustix::fs::statx(
+                    rustix::fs::CWD,
+                    u,
+                    rustix::fs::AtFlags::empty(),
+                    rustix::fs::StatxFlags::from_bits_retain(
+                        runplane_sys::dir::STATX_MNT_ID_UNIQUE,
+                    ),
+                )
+                .unwrap();
+                let unique = (stx.stx_mask & runplane_sys::dir::STATX_MNT_ID_UNIQUE != 0)
+                    .then_some(stx.stx_mnt_id);
+                assert_eq!(ids.unique, unique, "the record holds the unique id");
+                assert!(unique.is_none_or(|u| u > 1 << 31), "{unique:?}");
+                rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
+                let got = runplane_testkit::mount_tmpfs_with_id(
+                    ids.id,
+                    u,
+                    &[("mode", "0700"), ("uid", "1000"), ("gid", "1000")],
+                );
+                if got.is_none() {
+                    r.remove(1000, None).unwrap();
+                }
+                Some((info, got?))
+            })
+            .expect("a mount at the dir takes its old id within five tries");
+        let Some(_) = info.mount_unique else {
+            eprintln!("this kernel has no unique mount ids (< 6.8): skipped");
+            return;
+        };
+        assert_eq!(mount_of(u).unwrap().id, info.mount_id.unwrap());
+        std::fs::write(u.join("theirs"), b"precious").unwrap();
+        assert!(!r.still_mounted(1000, info.mount().unwrap()));
+        let st = r.status_of(1000, info.mount(), true).unwrap().unwrap();
+        assert!(st.covered, "{st:?}");
+        let rep = r.remove(1000, info.mount()).unwrap().report;
+        assert_eq!(rep.mounts_skipped, [u], "{rep:?}");
+        assert_eq!(rep.files, 0, "nothing of theirs was emptied: {rep:?}");
+        assert!(!u.exists());
+        let kept = rustix::fs::openat(
+            &theirs,
+            "theirs",
+            rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let mut buf = [0u8; 16];
+        let n = rustix::io::read(&kept, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"precious");
     });
 }
