@@ -149,6 +149,63 @@ pub fn options(fd: BorrowedFd<'_>, what: &Path) -> Result<Option<Mount>> {
     }))
 }
 
+/// Where a mount sits and what it is, as `statmount(2)` says without asking its filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Its reusable id (mountinfo's, `STATX_MNT_ID`).
+    pub id: u64,
+    /// The reusable id of the mount it is mounted on.
+    pub parent: u64,
+    /// `f_type` of its filesystem (`TMPFS_MAGIC`, ...).
+    pub magic: u64,
+}
+
+/// The [`Placement`] of the mount whose unique id (`STATX_MNT_ID_UNIQUE`) is `unique`: one
+/// call, which reads the kernel's mount tree and asks the filesystem nothing. `Ok(None)`
+/// where the kernel has no `statmount` (before Linux 6.8, or filtered by seccomp).
+pub fn placement(unique: u64, what: &Path) -> Result<Option<Placement>> {
+    let req = MntIdReq {
+        size: MNT_ID_REQ_SIZE_VER0,
+        spare: 0,
+        mnt_id: unique,
+        param: STATMOUNT_SB_BASIC | STATMOUNT_MNT_BASIC,
+    };
+    // The fixed part of `struct statmount` and then some: no strings are asked for.
+    let mut buf = [0u64; STR_OFFSET / 8 + 16];
+    // SAFETY: `req` is a valid `struct mnt_id_req` of the size it declares, `buf` is
+    // writable for its whole size and 8-aligned as `struct statmount` needs; the kernel
+    // writes at most that many bytes into it and reads nothing else of ours.
+    let r = unsafe {
+        libc::syscall(
+            NR_STATMOUNT,
+            &req as *const MntIdReq,
+            buf.as_mut_ptr(),
+            std::mem::size_of_val(&buf) as libc::size_t,
+            0 as libc::c_uint,
+        )
+    };
+    if r != 0 {
+        return match Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ) {
+            Errno::NOSYS | Errno::PERM => Ok(None),
+            e => Err(Error::errno("statmount", what.display(), e)),
+        };
+    }
+    // SAFETY: `buf` is larger than `StatmountHead`, zeroed then written by the kernel,
+    // 8-aligned, and every bit pattern is a valid `StatmountHead` (integers only).
+    let head = unsafe { *buf.as_ptr().cast::<StatmountHead>() };
+    let needed = STATMOUNT_SB_BASIC | STATMOUNT_MNT_BASIC;
+    if head.mask & needed != needed {
+        return Err(Error::errno("statmount", what.display(), Errno::NOSYS));
+    }
+    Ok(Some(Placement {
+        id: u64::from(head.mnt_id_old),
+        parent: u64::from(head.mnt_parent_id_old),
+        magic: head.sb_magic,
+    }))
+}
+
 /// The NUL-terminated string at `off` after `str`; empty when out of range.
 fn string_at(bytes: &[u8], off: usize) -> &str {
     let Some(s) = bytes.get(STR_OFFSET + off..) else {

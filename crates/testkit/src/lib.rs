@@ -326,56 +326,138 @@ pub fn mount_tmpfs(path: &Path, options: &str) {
     .unwrap_or_else(|e| fatal(&format!("mount a tmpfs on {}", path.display()), e));
 }
 
-/// Mounts a tmpfs with `options` (`key=value`) at `at` that takes the reusable mount id
-/// `id` (`STATX_MNT_ID`, the one mountinfo shows), as the next mount made anywhere does once
-/// the mount that had it is gone: the kernel gives the lowest free id, so the holes below `id`
-/// are filled with detached mounts (made, held and dropped here). Returns the new mount's
-/// root (an `O_PATH` fd, which keeps the mount alive after a detach), or `None` when
-/// another mount took `id` first (or it was not freed within two seconds: an unmount frees
-/// its id after an RCU grace period).
+/// A detached tmpfs (`fsmount`, attached nowhere) with `options`, and its reusable mount id:
+/// it holds the id until dropped.
+fn detached_tmpfs(options: &[(&str, &str)]) -> (rustix::fd::OwnedFd, u64) {
+    use rustix::fs::{AtFlags, StatxFlags, statx};
+    use rustix::mount::{
+        FsMountFlags, FsOpenFlags, MountAttrFlags, fsconfig_create, fsconfig_set_string, fsmount,
+        fsopen,
+    };
+    let fs =
+        fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).unwrap_or_else(|e| fatal("create a tmpfs", e));
+    for (k, v) in options {
+        fsconfig_set_string(&fs, *k, *v)
+            .unwrap_or_else(|e| fatal(&format!("set tmpfs option {k}={v}"), e));
+    }
+    fsconfig_create(&fs).unwrap_or_else(|e| fatal("create a tmpfs", e));
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .unwrap_or_else(|e| fatal("make a detached tmpfs mount", e));
+    let stx = statx(&mnt, c"", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+        .unwrap_or_else(|e| fatal("read a mount id", e));
+    (mnt, stx.stx_mnt_id)
+}
+
+/// Makes `id` the reusable mount id (`STATX_MNT_ID`, mountinfo's) the next mount made gets,
+/// as it is for the next mount made anywhere once the mount that had it is gone: the kernel
+/// gives the lowest free id, so every free id below `id` is taken by a detached mount held
+/// in the result (drop it once the mount is made). `None` when `id` is not free within two
+/// seconds (another mount took it; an unmount frees its id only after an RCU grace period).
+/// Only call this from within [`run_private`].
+pub fn next_mount_id_is(id: u64) -> Option<Vec<rustix::fd::OwnedFd>> {
+    let mut fillers = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        let (mnt, got) = detached_tmpfs(&[]);
+        if got < id {
+            fillers.push(mnt);
+            continue;
+        }
+        // `id` itself (free again once this one goes), or not free (yet).
+        drop(mnt);
+        if got == id {
+            return Some(fillers);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    None
+}
+
+/// Mounts a tmpfs with `options` (`key=value`) at `at` that takes the reusable mount id `id`
+/// (see [`next_mount_id_is`]). Returns the new mount's root (an `O_PATH` fd, which keeps the
+/// mount alive after a detach), or `None` when another mount took `id` first.
 /// Only call this from within [`run_private`].
 pub fn mount_tmpfs_with_id(
     id: u64,
     at: &Path,
     options: &[(&str, &str)],
 ) -> Option<rustix::fd::OwnedFd> {
-    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
-    use rustix::mount::{
-        FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create,
-        fsconfig_set_string, fsmount, fsopen, move_mount,
-    };
-    let detached = || {
-        let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
-            .unwrap_or_else(|e| fatal("create a tmpfs", e));
-        for (k, v) in options {
-            fsconfig_set_string(&fs, *k, *v)
-                .unwrap_or_else(|e| fatal(&format!("set tmpfs option {k}={v}"), e));
-        }
-        fsconfig_create(&fs).unwrap_or_else(|e| fatal("create a tmpfs", e));
-        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-            .unwrap_or_else(|e| fatal("make a detached tmpfs mount", e));
-        let stx = statx(&mnt, c"", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
-            .unwrap_or_else(|e| fatal("read a mount id", e));
-        (mnt, stx.stx_mnt_id)
-    };
-    let mut fillers = Vec::new();
+    use rustix::fs::CWD;
+    use rustix::mount::{MoveMountFlags, move_mount};
+    let mut fillers = next_mount_id_is(id)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while std::time::Instant::now() < deadline {
-        let (mnt, got) = detached();
+        let (mnt, got) = detached_tmpfs(options);
         if got == id {
             move_mount(&mnt, c"", CWD, at, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
                 .unwrap_or_else(|e| fatal(&format!("move a mount to {}", at.display()), e));
             return Some(mnt);
         }
         if got < id {
+            // Someone else's mount freed a lower id meanwhile.
             fillers.push(mnt);
-        } else {
-            // `id` is not free (yet): dropped, this one frees its own.
-            drop(mnt);
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            continue;
         }
+        drop(mnt);
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     None
+}
+
+/// A bindfs FUSE mount ([`bindfs`]); its server is killed (by pid) and reaped when dropped,
+/// after which the mount answers `ENOTCONN` until it is detached.
+#[derive(Debug)]
+pub struct Fuse(pub std::process::Child);
+
+impl Drop for Fuse {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Mounts `src` at `at` with bindfs in the foreground: as `uid` (gid the same, through
+/// setpriv and fusermount3) without `allow_other`, so that it refuses root, or as root with
+/// `allow_other`. Waits until the mount is in this thread's mount table.
+/// Only call this from within [`run_private`] (with `private_dev`, for /dev/fuse).
+pub fn bindfs(uid: Option<u32>, src: &Path, at: &Path) -> Fuse {
+    let mut c = match uid {
+        Some(uid) => {
+            let mut c = std::process::Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .args(["/usr/bin/bindfs", "-f", "--no-allow-other"]);
+            c
+        }
+        None => {
+            let mut c = std::process::Command::new("/usr/bin/bindfs");
+            c.args(["-f", "-o", "allow_other,nonempty"]);
+            c
+        }
+    };
+    let child = c
+        .arg(src)
+        .arg(at)
+        .env("PATH", "/usr/bin:/bin")
+        .spawn()
+        .unwrap_or_else(|e| fatal("start bindfs (scripts/test installs it)", e));
+    let fuse = Fuse(child);
+    let point = format!(" {} ", at.display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(&point) && l.contains(" - fuse"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bindfs did not mount {}",
+            at.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fuse
 }
 
 /// Bind-mounts `src` on `dst` inside the current private namespace.

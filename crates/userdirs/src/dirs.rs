@@ -9,7 +9,10 @@
 //!    is hidden, as logind does, and removed at final removal); a tmpfs mount root owned by the
 //!    uid with mode 0700 → adopted; any other mount → detached and replaced.
 //! 3. A tmpfs with `mode=0700,uid,gid,size,nr_inodes[,noswap][,huge][,mpol]`, `nodev,nosuid`,
-//!    mounted through the fd-based mount API on an `O_PATH` fd of the directory.
+//!    mounted on the directory as opened (never through a path a symlink could redirect; see
+//!    `runplane_sys::tmpfs::mount_tmpfs`). Then what the name leads to is checked to be that
+//!    tmpfs, right on the root's mount (`statmount`), before its owner and mode are taken:
+//!    its owner may mount over it the moment it exists, and such a mount is detached.
 //! 4. Mounting refused with EPERM or EACCES (containers, LSMs): a plain 0700 directory owned
 //!    by the user instead (backend `fallback-dir`), reported in status.
 //!
@@ -26,6 +29,8 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, StatxFlags};
+
 use runplane_sys::dir::{Dir, Kind, MountIds, Resolve, kind_of, mode_bits};
 use runplane_sys::remove::{self, Report};
 use runplane_sys::tmpfs::{self, TmpfsOptions, Usage};
@@ -39,6 +44,22 @@ const TMPFS_MAGIC: u64 = 0x0102_1994;
 /// mounts (1000 by default), and a pile beyond this bound (a user mounting as fast as they
 /// are detached) is refused rather than chased for ever.
 const MAX_STACKED: usize = 4096;
+
+/// What [`Root::made`] reads of a new dir's root: type, mode, owner, and its mount's unique id.
+const MADE_ATTRS: StatxFlags = StatxFlags::TYPE
+    .union(StatxFlags::MODE)
+    .union(StatxFlags::UID)
+    .union(StatxFlags::GID);
+const MADE_MASK: StatxFlags = MADE_ATTRS.union(StatxFlags::from_bits_retain(
+    runplane_sys::dir::STATX_MNT_ID_UNIQUE,
+));
+
+fn vanished(path: &Path) -> DirError {
+    DirError::UnsafeRoot {
+        path: path.to_owned(),
+        why: "the new mount vanished right after it was made".into(),
+    }
+}
 
 /// What [`Root::status_of`] reads of a user's directory.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -299,11 +320,9 @@ impl Root {
             }
         }
         // Verify what we made: the name now leads to a new mount's root, 0700 of uid.
-        let pinned = self.dir.open_path(&name, Resolve::STRICT)?;
-        let (st, ids) = runplane_sys::dir::statx_own_mount(pinned.as_fd(), &path)?;
+        let (st, ids) = self.made(uid)?;
         let mode = u32::from(st.stx_mode);
-        if ids.id == self.mount_id
-            || rustix::fs::FileType::from_raw_mode(mode) != rustix::fs::FileType::Directory
+        if rustix::fs::FileType::from_raw_mode(mode) != rustix::fs::FileType::Directory
             || st.stx_uid != uid
             || mode & 0o7777 != 0o700
         {
@@ -321,6 +340,109 @@ impl Root {
             },
             note,
         ))
+    }
+
+    /// The tmpfs just mounted at `uid`'s name: its root's type, mode and owner, and its ids.
+    /// Its owner may mount over it the moment it exists (fusermount3 lets the owner of a
+    /// directory mount on it), so what the name leads to is asked with `AT_STATX_DONT_SYNC`
+    /// (no FUSE server is consulted; a FUSE mount that refuses root answers `EACCES`), the
+    /// attributes and the unique mount id in one call, and `statmount` says whether that
+    /// mount is a tmpfs right on the root's mount (whose reusable id no other live mount
+    /// has). Anything mounted over it meanwhile is detached, each pinned with `O_PATH` and
+    /// checked again through the pin before it goes. Without unique mount ids (before Linux
+    /// 6.8) or `statmount`, the topmost mount is taken as what was made. (Public for tests of
+    /// [`Root::create`], which calls it.)
+    pub fn made(&self, uid: u32) -> Result<(rustix::fs::Statx, MountIds), DirError> {
+        let name = uid.to_string();
+        let path = &self.user_path(uid);
+        // The common case, nothing over it: two calls, by name.
+        let st = rustix::fs::statx(
+            self.dir.fd(),
+            &name,
+            AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC,
+            MADE_MASK,
+        );
+        let old = || {
+            let st = rustix::fs::statx(
+                self.dir.fd(),
+                &name,
+                AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC,
+                StatxFlags::empty(),
+            );
+            st.map(|st| st.stx_mnt_id)
+                .map_err(|e| runplane_sys::Error::errno("statx", path.display(), e).into())
+        };
+        if let Some(made) = self.placed(st, path, old)? {
+            return Ok(made);
+        }
+        let mut stacked = 0;
+        loop {
+            let pinned = match self.dir.open_path(&name, Resolve::STRICT) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
+                    return Err(vanished(path));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let st = rustix::fs::statx(
+                &pinned,
+                c"",
+                AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+                MADE_MASK,
+            );
+            let old = || Ok(runplane_sys::dir::mount_id(pinned.as_fd(), path)?);
+            if let Some(made) = self.placed(st, path, old)? {
+                return Ok(made);
+            }
+            self.detach_top(uid, pinned, &mut stacked)?;
+        }
+    }
+
+    /// What [`Root::made`] makes of one `statx` (with [`MADE_MASK`]) of the name's topmost
+    /// mount: `Some` when it is the new tmpfs, `None` when it is a mount over it; `old` reads
+    /// the reusable mount id where `statmount` cannot say.
+    fn placed(
+        &self,
+        st: rustix::io::Result<rustix::fs::Statx>,
+        path: &Path,
+        old: impl FnOnce() -> Result<u64, DirError>,
+    ) -> Result<Option<(rustix::fs::Statx, MountIds)>, DirError> {
+        let unique = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
+        let st = match st {
+            Ok(st) if StatxFlags::from_bits_retain(st.stx_mask).contains(MADE_ATTRS) => st,
+            Ok(_) => {
+                let e = rustix::io::Errno::NOSYS;
+                return Err(runplane_sys::Error::errno("statx", path.display(), e).into());
+            }
+            // A FUSE mount that refuses root: not the tmpfs.
+            Err(rustix::io::Errno::ACCESS) => return Ok(None),
+            Err(rustix::io::Errno::NOENT) => return Err(vanished(path)),
+            Err(e) => return Err(runplane_sys::Error::errno("statx", path.display(), e).into()),
+        };
+        if st.stx_mask & unique == 0 {
+            if st.stx_mnt_id == self.mount_id {
+                return Err(vanished(path));
+            }
+            let ids = MountIds {
+                id: st.stx_mnt_id,
+                unique: None,
+            };
+            return Ok(Some((st, ids)));
+        }
+        let id = match runplane_sys::statmount::placement(st.stx_mnt_id, path)? {
+            Some(p) if p.id == self.mount_id => return Err(vanished(path)),
+            Some(p) if p.parent == self.mount_id && p.magic == TMPFS_MAGIC => p.id,
+            Some(_) => return Ok(None),
+            None => match old()? {
+                id if id == self.mount_id => return Err(vanished(path)),
+                id => id,
+            },
+        };
+        let ids = MountIds {
+            id,
+            unique: Some(st.stx_mnt_id),
+        };
+        Ok(Some((st, ids)))
     }
 
     /// A mount root is adopted when it is a tmpfs owned by `uid` with mode 0700.

@@ -3,11 +3,12 @@
 //! squatter) can leave in the way, and removal under attack.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
 use runplane_sys::mountinfo;
-use runplane_testkit::{Setup, require_root, run_private};
+use runplane_testkit::{Setup, Users, require_root, run_private};
 use runplane_userdirs::dirs::{DirError, MountPolicy, open_root};
 use runplane_userdirs::lifecycle::Backend;
 
@@ -376,5 +377,112 @@ fn priv_a_mount_that_took_the_dirs_reused_mount_id_is_not_taken_for_it() {
         let mut buf = [0u8; 16];
         let n = rustix::io::read(&kept, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"precious");
+    });
+}
+
+/// Whether this kernel has unique mount ids (`STATX_MNT_ID_UNIQUE`, Linux >= 6.8).
+fn unique_mount_ids() -> bool {
+    let unique = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
+    rustix::fs::statx(
+        rustix::fs::CWD,
+        "/",
+        rustix::fs::AtFlags::empty(),
+        rustix::fs::StatxFlags::from_bits_retain(unique),
+    )
+    .is_ok_and(|st| st.stx_mask & unique != 0)
+}
+
+fn with_user_1000() -> Setup {
+    Setup {
+        users: Some(Users::numbered("u", 1000, 1)),
+        private_dev: true,
+        ..Default::default()
+    }
+}
+
+/// A source dir for the user's bindfs mounts, owned by it.
+fn fuse_src(p: &runplane_testkit::Private) -> std::path::PathBuf {
+    let src = p.scratch.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::os::unix::fs::chown(&src, Some(1000), Some(1000)).unwrap();
+    src
+}
+
+/// Its owner may mount over a new dir the moment it exists, before `create` has checked what
+/// it mounted: what the name leads to then is not taken for the new tmpfs, however it looks
+/// (a tmpfs of the uid, 0700), and is detached; the user's FUSE mount (which refuses root) is
+/// not looked into.
+#[test]
+fn priv_mounts_made_over_a_new_dir_before_it_is_checked_are_detached() {
+    require_root!();
+    run_private(with_user_1000(), |p| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        if !unique_mount_ids() {
+            eprintln!("this kernel has no unique mount ids (< 6.8): skipped");
+            return;
+        }
+        let (info, _) = r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
+        let u = Path::new("/run/user/1000");
+        std::fs::write(u.join("mine"), b"x").unwrap();
+        runplane_testkit::mount_tmpfs(u, "mode=0700,uid=1000,gid=1000");
+        let fuse = runplane_testkit::bindfs(Some(1000), &fuse_src(p), u);
+        let (st, ids) = r.made(1000).unwrap();
+        assert_eq!(Some(ids), info.mount());
+        assert_eq!((st.stx_uid, st.stx_mode & 0o7777), (1000, 0o700));
+        assert_eq!(mount_of(u).unwrap().id, info.mount_id.unwrap());
+        assert!(u.join("mine").exists());
+        drop(fuse);
+    });
+}
+
+/// The reusable id of a user's tmpfs, unmounted behind runplane's back, taken by the user's
+/// own FUSE mount over a tmpfs root made there for it: the unique id is asked without the
+/// FUSE server (which refuses root), and the mount is detached, not read.
+#[test]
+fn priv_a_users_fuse_mount_with_the_dirs_reused_mount_id_is_detached_unread() {
+    require_root!();
+    run_private(with_user_1000(), |p| {
+        if !unique_mount_ids() {
+            eprintln!("this kernel has no unique mount ids (< 6.8): skipped");
+            return;
+        }
+        let r = open_root(Path::new("/run/user")).unwrap();
+        let u = Path::new("/run/user/1000");
+        let spare = p.scratch.join("spare");
+        std::fs::create_dir_all(&spare).unwrap();
+        let src = fuse_src(p);
+        // Another mount made meanwhile in the machine may take the id first: try again.
+        let (info, fuse) = (0..5)
+            .find_map(|_| {
+                let (info, _) = r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
+                let ids = info.mount().unwrap();
+                // A tmpfs for the user made aside, moved where the dir's tmpfs was.
+                runplane_testkit::mount_tmpfs(&spare, "mode=0700,uid=1000,gid=1000");
+                rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
+                rustix::mount::mount_move(&spare, u).unwrap();
+                let fillers = runplane_testkit::next_mount_id_is(ids.id);
+                let fuse = fillers.map(|_| runplane_testkit::bindfs(Some(1000), &src, u));
+                let top = rustix::fs::open(u, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty())
+                    .ok()
+                    .and_then(|fd| runplane_sys::dir::mount_id(fd.as_fd(), u).ok());
+                if top == Some(ids.id) {
+                    return Some((info, fuse?));
+                }
+                drop(fuse);
+                r.remove(1000, None).unwrap();
+                None
+            })
+            .expect("the user's FUSE mount takes the dir's old id within five tries");
+        assert!(!r.still_mounted(1000, info.mount().unwrap()));
+        let st = r.status_of(1000, info.mount(), true).unwrap().unwrap();
+        assert!(st.covered, "{st:?}");
+        let rep = r.remove(1000, info.mount()).unwrap().report;
+        assert_eq!(
+            rep.mounts_skipped,
+            [u, u],
+            "the FUSE mount and the tmpfs: {rep:?}"
+        );
+        assert!(!u.exists());
+        drop(fuse);
     });
 }
