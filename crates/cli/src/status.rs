@@ -89,6 +89,8 @@ fn render_userdirs(st: &Status) -> String {
             u.session_count.max(u.sessions.len() as u32).to_string(),
             if u.covered {
                 format!("{} (covered)", u.backend)
+            } else if u.unmounted {
+                format!("{} (unmounted)", u.backend)
             } else {
                 u.backend.clone()
             },

@@ -71,6 +71,12 @@ pub fn check_dir(opened: &SessionOpened) -> std::result::Result<OwnedFd, String>
         // A daemon from before answers carried the mount: nothing to check against.
         None => true,
     };
+    if !ours && opened.mount_id.is_some() && !mount_root {
+        return Err(format!(
+            "{} is no longer the tmpfs runplaned made: it was unmounted",
+            path.display()
+        ));
+    }
     if !ours {
         return Err(format!(
             "{} is covered by a mount runplaned did not make",

@@ -541,6 +541,35 @@ fn priv_a_mount_that_took_the_runtime_dirs_mount_id_is_not_exported() {
     });
 }
 
+/// The tmpfs of a logged-in user unmounted behind the daemon's back: the next login does not
+/// export the plain directory left, and says why.
+#[test]
+fn priv_a_runtime_dir_whose_tmpfs_was_unmounted_is_not_exported() {
+    require_root!();
+    run_private(setup(), |p| {
+        let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
+        let confdir = pam_d(&p.scratch, "rp-unmounted", "debug");
+        runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
+        let (out, _) = pamtester("rp-unmounted", "u2", &["open_session"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = Path::new("/run/user/2002");
+        rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).unwrap();
+        // Left as the tmpfs was: the user's, 0700.
+        std::os::unix::fs::chown(path, Some(2002), Some(2002)).unwrap();
+        login_goes_on(
+            p,
+            "rp-unmounted",
+            "u2",
+            "pam_runplane: not setting XDG_RUNTIME_DIR for u2: /run/user/2002 is no longer the tmpfs runplaned made: it was unmounted",
+        );
+        drop(d);
+    });
+}
+
 /// A child killed (by pid) and reaped when dropped, also on a panic.
 struct Reaped(std::process::Child);
 

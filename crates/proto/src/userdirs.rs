@@ -150,6 +150,10 @@ pub struct UserdirStatus {
     /// not read (zero), and it is detached at removal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub covered: bool,
+    /// The tmpfs the dir was made as is no longer mounted (someone unmounted it behind the
+    /// daemon's back): a plain directory is left, its usage not read (zero).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unmounted: bool,
 }
 
 /// `status.userdirs_manager`: whether and how this daemon manages `/run/user`.

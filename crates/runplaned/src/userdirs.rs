@@ -765,7 +765,11 @@ impl Userdirs {
             e.bytes_used = st.usage.bytes_used;
             e.inodes_used = st.usage.inodes_used;
             e.covered = st.covered;
-            let Some(id) = ours.map(|m| m.id).filter(|_| one_by_one && !st.covered) else {
+            e.unmounted = st.unmounted;
+            let Some(id) = ours
+                .map(|m| m.id)
+                .filter(|_| one_by_one && !st.covered && !st.unmounted)
+            else {
                 continue;
             };
             e.options = match st.mount {

@@ -1901,3 +1901,46 @@ fn priv_fuse_mounts_over_or_in_a_dir_whose_server_hangs_are_detached_untouched()
         },
     );
 }
+
+/// Someone unmounts a user's tmpfs behind the daemon's back: status says so (and reads no
+/// usage of the plain directory left), and the logout removes that directory.
+#[test]
+fn priv_a_dir_whose_tmpfs_was_unmounted_behind_the_daemons_back_shows_it() {
+    require_root!();
+    run_private(
+        Setup {
+            users: Some(Users::numbered("u", 2460, 1)),
+            ..Default::default()
+        },
+        |p| {
+            let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+            let d = start(&cfg);
+            let a = sleeper();
+            let sa = open(2460, a.id());
+            let u = Path::new("/run/user/2460");
+            std::fs::write(u.join("f"), b"x").unwrap();
+            rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
+            std::fs::write(u.join("left"), b"y").unwrap();
+            let st = status();
+            assert_eq!(
+                st.userdirs
+                    .iter()
+                    .map(|u| (u.uid, u.unmounted, u.covered, u.bytes_used))
+                    .collect::<Vec<_>>(),
+                [(2460, true, false, 0)]
+            );
+            let table = common::runplane(&["status"]);
+            assert!(
+                table.stdout.contains("tmpfs (unmounted)"),
+                "{}",
+                table.stdout
+            );
+            client().session_close(sa.id).unwrap();
+            eventually("the dir is removed", || !u.exists());
+            let log = d.log();
+            assert!(!log.contains("unable to remove"), "{log}");
+            assert_eq!(state_of(2460), None);
+            kill(a);
+        },
+    );
+}

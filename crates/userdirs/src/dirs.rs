@@ -64,7 +64,7 @@ fn vanished(path: &Path) -> DirError {
 /// What [`Root::status_of`] reads of a user's directory.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DirStatus {
-    /// Space and inode use (zero while covered).
+    /// Space and inode use (zero while covered or unmounted).
     pub usage: Usage,
     /// The mount as `statmount(2)` shows it, when asked for (`None` where the kernel cannot
     /// say: read mountinfo).
@@ -72,6 +72,9 @@ pub struct DirStatus {
     /// Another's mount covers the directory (a user's FUSE mount over its own dir): nothing
     /// of it was read.
     pub covered: bool,
+    /// The tmpfs it was made as is no longer mounted there (someone unmounted it behind the
+    /// daemon's back): a plain directory is left, whose use is not the user's limit.
+    pub unmounted: bool,
 }
 
 /// A failure to prepare or change a user's directory, naming what and why.
@@ -582,6 +585,12 @@ impl Root {
             return Ok(None);
         };
         let ours = match ours {
+            Some(_) if top == self.mount_id => {
+                return Ok(Some(DirStatus {
+                    unmounted: true,
+                    ..DirStatus::default()
+                }));
+            }
             Some(m) => m.is(pinned.as_fd(), &self.user_path(uid), top)?,
             None => top == self.mount_id,
         };
@@ -601,7 +610,7 @@ impl Root {
         Ok(Some(DirStatus {
             usage,
             mount,
-            covered: false,
+            ..DirStatus::default()
         }))
     }
 

@@ -486,3 +486,24 @@ fn priv_a_users_fuse_mount_with_the_dirs_reused_mount_id_is_detached_unread() {
         drop(fuse);
     });
 }
+
+/// The tmpfs unmounted behind runplane's back: status says so and reads nothing of the plain
+/// directory left; removal removes that.
+#[test]
+fn priv_a_dir_whose_tmpfs_was_unmounted_is_reported_and_removed() {
+    require_root!();
+    run_private(Setup::default(), |_| {
+        let r = open_root(Path::new("/run/user")).unwrap();
+        let (info, _) = r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
+        let u = Path::new("/run/user/1000");
+        rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
+        std::fs::write(u.join("left"), b"y").unwrap();
+        let st = r.status_of(1000, info.mount(), true).unwrap().unwrap();
+        assert!(st.unmounted && !st.covered, "{st:?}");
+        assert_eq!(st.usage, runplane_sys::tmpfs::Usage::default());
+        assert!(!r.still_mounted(1000, info.mount().unwrap()));
+        let rep = r.remove(1000, info.mount()).unwrap().report;
+        assert_eq!(rep.files, 1, "{rep:?}");
+        assert!(!u.exists());
+    });
+}
