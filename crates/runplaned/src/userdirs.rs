@@ -1047,8 +1047,12 @@ impl Inner {
         }
         Some(StaleListing {
             table: self.listing.take().map(|(t, _)| t),
-            ours: (self.lc.users().filter_map(|u| u.dir?.mount_id))
-                .chain(self.removing.values().filter_map(|r| r.dir?.mount_id))
+            ours: (self.lc.users().filter_map(|u| Some(u.dir?.mount()?.id)))
+                .chain(
+                    self.removing
+                        .values()
+                        .filter_map(|r| Some(r.dir?.mount()?.id)),
+                )
                 .collect(),
         })
     }
@@ -1103,7 +1107,7 @@ impl Inner {
     ) -> UserdirStatus {
         let by_id = self.listing.as_ref().map(|(_, o)| o);
         let options = dir
-            .and_then(|d| d.mount_id)
+            .and_then(|d| Some(d.mount()?.id))
             .and_then(|id| by_id?.get(&id).cloned())
             .unwrap_or_default();
         let limited = !dir.is_some_and(|d| d.backend == Backend::FallbackDir);

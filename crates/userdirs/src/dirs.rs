@@ -26,6 +26,7 @@
 //! root, or its server never answer); a mount over the dir that is not the recorded one is
 //! detached unlooked-at, and the walk never crosses into a mount.
 
+use std::num::NonZeroU64;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -337,8 +338,8 @@ impl Root {
         Ok((
             DirInfo {
                 backend: Backend::Tmpfs,
-                mount_id: Some(ids.id),
-                mount_unique: ids.unique,
+                mount_id: NonZeroU64::new(ids.id),
+                mount_unique: ids.unique.and_then(NonZeroU64::new),
                 noswap: opts.noswap,
             },
             note,
@@ -460,8 +461,8 @@ impl Root {
         let noswap = runplane_sys::mountinfo::find(ids.id)?.is_some_and(|m| m.has_option("noswap"));
         Ok(Some(DirInfo {
             backend: Backend::Adopted,
-            mount_id: Some(ids.id),
-            mount_unique: ids.unique,
+            mount_id: NonZeroU64::new(ids.id),
+            mount_unique: ids.unique.and_then(NonZeroU64::new),
             noswap,
         }))
     }

@@ -13,6 +13,7 @@
 //! bumped whenever a grace period starts or is cancelled, makes a stale timer harmless.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
 
 use runplane_sys::pidfd::Identity;
 use serde::{Deserialize, Serialize};
@@ -113,12 +114,12 @@ pub struct DirInfo {
     pub backend: Backend,
     /// Mount id (`statx` `STATX_MNT_ID`, mountinfo's) of the tmpfs, to find it in the mount
     /// table and recognise it after a restart.
-    pub mount_id: Option<u64>,
+    pub mount_id: Option<NonZeroU64>,
     /// Its unique id (`STATX_MNT_ID_UNIQUE`, Linux >= 6.8), which no later mount takes: with
     /// it, a mount made where the tmpfs was after someone unmounted it is not taken for it
     /// though it got the same `mount_id`. `None` on older kernels (and in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mount_unique: Option<u64>,
+    pub mount_unique: Option<NonZeroU64>,
     /// Whether `noswap` is in effect.
     pub noswap: bool,
 }
@@ -127,8 +128,8 @@ impl DirInfo {
     /// The mount the directory was made as; `None` for a plain directory.
     pub fn mount(&self) -> Option<runplane_sys::dir::MountIds> {
         self.mount_id.map(|id| runplane_sys::dir::MountIds {
-            id,
-            unique: self.mount_unique,
+            id: id.get(),
+            unique: self.mount_unique.map(NonZeroU64::get),
         })
     }
 }
@@ -681,8 +682,8 @@ mod tests {
 
     const INFO: DirInfo = DirInfo {
         backend: Backend::Tmpfs,
-        mount_id: Some(7),
-        mount_unique: Some((1 << 31) + 7),
+        mount_id: NonZeroU64::new(7),
+        mount_unique: NonZeroU64::new((1 << 31) + 7),
         noswap: true,
     };
 

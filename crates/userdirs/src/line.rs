@@ -96,11 +96,11 @@ fn dir(w: &mut Vec<u8>, d: &DirInfo) {
     w.extend_from_slice(b",\"mount_id\":");
     match d.mount_id {
         None => w.extend_from_slice(b"null"),
-        Some(m) => num(w, m),
+        Some(m) => num(w, m.get()),
     }
     if let Some(m) = d.mount_unique {
         w.extend_from_slice(b",\"mount_unique\":");
-        num(w, m);
+        num(w, m.get());
     }
     w.extend_from_slice(if d.noswap {
         b",\"noswap\":true}"
@@ -210,8 +210,8 @@ mod tests {
         proptest::option::of((backend, ids, any::<bool>()).prop_map(
             |(backend, (mount_id, mount_unique), noswap)| DirInfo {
                 backend,
-                mount_id,
-                mount_unique,
+                mount_id: mount_id.and_then(std::num::NonZeroU64::new),
+                mount_unique: mount_unique.and_then(std::num::NonZeroU64::new),
                 noswap,
             },
         ))

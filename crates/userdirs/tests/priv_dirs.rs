@@ -75,7 +75,7 @@ fn priv_user_dir_is_a_limited_tmpfs_with_exact_options() {
         assert_eq!(info.backend, Backend::Tmpfs);
         assert_eq!(note, None);
         let m = mount_of(Path::new("/run/user/1000")).expect("mounted");
-        assert_eq!(Some(m.id), info.mount_id);
+        assert_eq!(Some(m.id), info.mount().map(|m| m.id));
         assert_eq!(m.fstype, "tmpfs");
         for (k, v) in [
             ("mode", "700"),
@@ -358,7 +358,7 @@ fn priv_a_mount_that_took_the_dirs_reused_mount_id_is_not_taken_for_it() {
             eprintln!("this kernel has no unique mount ids (< 6.8): skipped");
             return;
         };
-        assert_eq!(mount_of(u).unwrap().id, info.mount_id.unwrap());
+        assert_eq!(mount_of(u).unwrap().id, info.mount().unwrap().id);
         std::fs::write(u.join("theirs"), b"precious").unwrap();
         assert!(!r.still_mounted(1000, info.mount().unwrap()));
         let st = r.status_of(1000, info.mount(), true).unwrap().unwrap();
@@ -429,7 +429,7 @@ fn priv_mounts_made_over_a_new_dir_before_it_is_checked_are_detached() {
         let (st, ids) = r.made(1000).unwrap();
         assert_eq!(Some(ids), info.mount());
         assert_eq!((st.stx_uid, st.stx_mode & 0o7777), (1000, 0o700));
-        assert_eq!(mount_of(u).unwrap().id, info.mount_id.unwrap());
+        assert_eq!(mount_of(u).unwrap().id, info.mount().unwrap().id);
         assert!(u.join("mine").exists());
         drop(fuse);
     });
