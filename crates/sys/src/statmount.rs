@@ -151,7 +151,7 @@ pub fn options(fd: BorrowedFd<'_>, what: &Path) -> Result<Option<Mount>> {
 
 /// Where a mount sits and what it is, as `statmount(2)` says without asking its filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Placement {
+pub struct Placed {
     /// Its reusable id (mountinfo's, `STATX_MNT_ID`).
     pub id: u64,
     /// The reusable id of the mount it is mounted on.
@@ -160,10 +160,19 @@ pub struct Placement {
     pub magic: u64,
 }
 
-/// The [`Placement`] of the mount whose unique id (`STATX_MNT_ID_UNIQUE`) is `unique`: one
-/// call, which reads the kernel's mount tree and asks the filesystem nothing. `Ok(None)`
-/// where the kernel has no `statmount` (before Linux 6.8, or filtered by seccomp).
-pub fn placement(unique: u64, what: &Path) -> Result<Option<Placement>> {
+/// What [`placement`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Of(Placed),
+    /// No such mount in this namespace's tree (unmounted, or detached and held only by an fd).
+    Gone,
+    /// The kernel has no `statmount` (before Linux 6.8, or filtered by seccomp).
+    Unknown,
+}
+
+/// Where the mount whose unique id (`STATX_MNT_ID_UNIQUE`) is `unique` sits: one call, which
+/// reads the kernel's mount tree and asks the filesystem nothing.
+pub fn placement(unique: u64, what: &Path) -> Result<Placement> {
     let req = MntIdReq {
         size: MNT_ID_REQ_SIZE_VER0,
         spare: 0,
@@ -188,7 +197,8 @@ pub fn placement(unique: u64, what: &Path) -> Result<Option<Placement>> {
         return match Errno::from_raw_os_error(
             std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
         ) {
-            Errno::NOSYS | Errno::PERM => Ok(None),
+            Errno::NOSYS | Errno::PERM => Ok(Placement::Unknown),
+            Errno::NOENT => Ok(Placement::Gone),
             e => Err(Error::errno("statmount", what.display(), e)),
         };
     }
@@ -199,7 +209,7 @@ pub fn placement(unique: u64, what: &Path) -> Result<Option<Placement>> {
     if head.mask & needed != needed {
         return Err(Error::errno("statmount", what.display(), Errno::NOSYS));
     }
-    Ok(Some(Placement {
+    Ok(Placement::Of(Placed {
         id: u64::from(head.mnt_id_old),
         parent: u64::from(head.mnt_parent_id_old),
         magic: head.sb_magic,

@@ -2,7 +2,7 @@
 //! own private mount namespace (runplane-testkit); skipped with a message when not root.
 
 use std::io::Write;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::Path;
 
@@ -412,5 +412,41 @@ fn priv_statmount_options_read_as_mountinfo_shows_them() {
                 .starts_with("ro,relatime,rw,size=1024k,nr_inodes=64");
         }
         assert!(seen_ro_bind, "the read-only bind shows as such");
+    });
+}
+
+/// `statmount` by unique id says where a mount sits and what it is, and that an unmounted
+/// one (held only by an fd, as a pinned mount its owner unmounted is) is gone from the tree.
+#[test]
+fn priv_statmount_placement_names_parent_and_type_and_sees_an_unmount() {
+    use runplane_sys::statmount::{Placement, placement};
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let parent = Dir::open(&p.scratch).unwrap();
+        parent.mkdir("m", 0o755).unwrap();
+        mount_tmpfs_on(&parent, "m", &opts()).unwrap();
+        let at = p.scratch.join("m");
+        let pinned = parent.open_path("m", Resolve::STRICT).unwrap();
+        let unique = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
+        let stx = rustix::fs::statx(
+            &pinned,
+            c"",
+            rustix::fs::AtFlags::EMPTY_PATH,
+            rustix::fs::StatxFlags::from_bits_retain(unique),
+        )
+        .unwrap();
+        if stx.stx_mask & unique == 0 {
+            eprintln!("this kernel has no unique mount ids (< 6.8): skipped");
+            return;
+        }
+        let Placement::Of(placed) = placement(stx.stx_mnt_id, &at).unwrap() else {
+            panic!("a live mount is in the tree");
+        };
+        let pfd: BorrowedFd<'_> = pinned.as_fd();
+        assert_eq!(placed.id, runplane_sys::dir::mount_id(pfd, &at).unwrap());
+        assert_eq!(placed.parent, parent.mount_id().unwrap());
+        assert_eq!(placed.magic, 0x0102_1994, "tmpfs");
+        unmount_lazy(&parent, "m").unwrap();
+        assert_eq!(placement(stx.stx_mnt_id, &at).unwrap(), Placement::Gone);
     });
 }

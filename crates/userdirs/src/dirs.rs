@@ -34,6 +34,7 @@ use rustix::fs::{AtFlags, StatxFlags};
 
 use runplane_sys::dir::{Dir, Kind, MountIds, Resolve, kind_of, mode_bits};
 use runplane_sys::remove::{self, Report};
+use runplane_sys::statmount::Placement;
 use runplane_sys::tmpfs::{self, TmpfsOptions, Usage};
 
 use crate::lifecycle::{Backend, DirInfo};
@@ -54,6 +55,17 @@ const MADE_ATTRS: StatxFlags = StatxFlags::TYPE
 const MADE_MASK: StatxFlags = MADE_ATTRS.union(StatxFlags::from_bits_retain(
     runplane_sys::dir::STATX_MNT_ID_UNIQUE,
 ));
+
+/// What [`Root::made`] found at a new dir's name (returned, never stored: not boxed).
+#[allow(clippy::large_enum_variant)]
+enum Placed {
+    /// The new tmpfs.
+    Made(rustix::fs::Statx, MountIds),
+    /// A mount over it.
+    Over,
+    /// A mount no longer in the tree (unmounted since it was pinned).
+    Gone,
+}
 
 fn vanished(path: &Path) -> DirError {
     DirError::UnsafeRoot {
@@ -376,8 +388,8 @@ impl Root {
             st.map(|st| st.stx_mnt_id)
                 .map_err(|e| runplane_sys::Error::errno("statx", path.display(), e).into())
         };
-        if let Some(made) = self.placed(st, path, old)? {
-            return Ok(made);
+        if let Placed::Made(st, ids) = self.placed(st, path, old)? {
+            return Ok((st, ids));
         }
         let mut stacked = 0;
         loop {
@@ -395,22 +407,33 @@ impl Root {
                 MADE_MASK,
             );
             let old = || Ok(runplane_sys::dir::mount_id(pinned.as_fd(), path)?);
-            if let Some(made) = self.placed(st, path, old)? {
-                return Ok(made);
+            match self.placed(st, path, old)? {
+                Placed::Made(st, ids) => return Ok((st, ids)),
+                Placed::Over => self.detach_top(uid, pinned, &mut stacked)?,
+                // Unmounted since it was pinned (its owner's own FUSE mount): look again.
+                Placed::Gone => {
+                    stacked += 1;
+                    if stacked > MAX_STACKED {
+                        return Err(DirError::UnsafeRoot {
+                            path: path.clone(),
+                            why: format!(
+                                "its mounts changed more than {MAX_STACKED} times while it was checked"
+                            ),
+                        });
+                    }
+                }
             }
-            self.detach_top(uid, pinned, &mut stacked)?;
         }
     }
 
     /// What [`Root::made`] makes of one `statx` (with [`MADE_MASK`]) of the name's topmost
-    /// mount: `Some` when it is the new tmpfs, `None` when it is a mount over it; `old` reads
-    /// the reusable mount id where `statmount` cannot say.
+    /// mount; `old` reads the reusable mount id where `statmount` cannot say.
     fn placed(
         &self,
         st: rustix::io::Result<rustix::fs::Statx>,
         path: &Path,
         old: impl FnOnce() -> Result<u64, DirError>,
-    ) -> Result<Option<(rustix::fs::Statx, MountIds)>, DirError> {
+    ) -> Result<Placed, DirError> {
         let unique = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
         let st = match st {
             Ok(st) if StatxFlags::from_bits_retain(st.stx_mask).contains(MADE_ATTRS) => st,
@@ -419,7 +442,7 @@ impl Root {
                 return Err(runplane_sys::Error::errno("statx", path.display(), e).into());
             }
             // A FUSE mount that refuses root: not the tmpfs.
-            Err(rustix::io::Errno::ACCESS) => return Ok(None),
+            Err(rustix::io::Errno::ACCESS) => return Ok(Placed::Over),
             Err(rustix::io::Errno::NOENT) => return Err(vanished(path)),
             Err(e) => return Err(runplane_sys::Error::errno("statx", path.display(), e).into()),
         };
@@ -431,13 +454,14 @@ impl Root {
                 id: st.stx_mnt_id,
                 unique: None,
             };
-            return Ok(Some((st, ids)));
+            return Ok(Placed::Made(st, ids));
         }
         let id = match runplane_sys::statmount::placement(st.stx_mnt_id, path)? {
-            Some(p) if p.id == self.mount_id => return Err(vanished(path)),
-            Some(p) if p.parent == self.mount_id && p.magic == TMPFS_MAGIC => p.id,
-            Some(_) => return Ok(None),
-            None => match old()? {
+            Placement::Of(p) if p.id == self.mount_id => return Err(vanished(path)),
+            Placement::Of(p) if p.parent == self.mount_id && p.magic == TMPFS_MAGIC => p.id,
+            Placement::Of(_) => return Ok(Placed::Over),
+            Placement::Gone => return Ok(Placed::Gone),
+            Placement::Unknown => match old()? {
                 id if id == self.mount_id => return Err(vanished(path)),
                 id => id,
             },
@@ -446,7 +470,7 @@ impl Root {
             id,
             unique: Some(st.stx_mnt_id),
         };
-        Ok(Some((st, ids)))
+        Ok(Placed::Made(st, ids))
     }
 
     /// A mount root is adopted when it is a tmpfs owned by `uid` with mode 0700.
