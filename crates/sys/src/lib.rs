@@ -24,7 +24,7 @@
 //! | [`ipc`] | removing System V IPC objects (`IPC_RMID`) |
 //! | [`lock`] | `flock` lock files with holder pids |
 //! | [`mem`] | handing the allocator's free memory back (`malloc_trim`) |
-//! | [`asyncfd`] | safe registration of owned fds with tokio (feature `tokio`) |
+//! | `asyncfd` | safe registration of owned fds with tokio (feature `tokio`) |
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -7,7 +7,9 @@
 //! in one call. [`options`] writes the answer in mountinfo's form, per-mount options then
 //! per-superblock ones (`rw,nosuid,nodev,relatime,rw,size=1024k,...`), exactly as
 //! [`crate::mountinfo`] reads them, so that both sources show the same text (a test compares
-//! them for mounts with every flag).
+//! them for mounts with every flag). [`placement`] says where a mount sits (its parent) and
+//! what its filesystem is, from the mount tree alone: how a new user dir is told from a mount
+//! its owner made over it before anything of either is read.
 
 use std::os::fd::BorrowedFd;
 use std::path::Path;
