@@ -71,17 +71,14 @@ pub fn check_dir(opened: &SessionOpened) -> std::result::Result<OwnedFd, String>
         // A daemon from before answers carried the mount: nothing to check against.
         None => true,
     };
-    if !ours && opened.mount_id.is_some() && !mount_root {
-        return Err(format!(
-            "{} is no longer the tmpfs runplaned made: it was unmounted",
-            path.display()
-        ));
-    }
     if !ours {
-        return Err(format!(
-            "{} is covered by a mount runplaned did not make",
-            path.display()
-        ));
+        // Nothing mounted where the daemon's tmpfs was: the plain directory below is left.
+        let why = if opened.mount_id.is_some() && !mount_root {
+            "is no longer the tmpfs runplaned made: it was unmounted"
+        } else {
+            "is covered by a mount runplaned did not make"
+        };
+        return Err(format!("{} {why}", path.display()));
     }
     runplane::check_runtime_dir(&path, pinned.as_fd(), opened.uid).map_err(|e| e.to_string())?;
     Ok(pinned)

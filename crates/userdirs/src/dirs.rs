@@ -209,13 +209,21 @@ impl Root {
     }
 
     /// Lazily unmounts the topmost mount on `uid`'s dir, `pinned` (from [`Root::pin`], a
-    /// mount root), the `stacked`-th so far: a pile of more than [`MAX_STACKED`] is refused.
+    /// mount root), the `stacked`-th so far (see [`Root::one_more`]).
     fn detach_top(
         &self,
         uid: u32,
         pinned: rustix::fd::OwnedFd,
         stacked: &mut usize,
     ) -> Result<(), DirError> {
+        self.one_more(uid, stacked)?;
+        tmpfs::unmount_pinned(pinned.as_fd(), &self.user_path(uid))?;
+        Ok(())
+    }
+
+    /// Counts one more mount found over `uid`'s dir (detached, or gone before it could be):
+    /// a pile of more than [`MAX_STACKED`] is refused.
+    fn one_more(&self, uid: u32, stacked: &mut usize) -> Result<(), DirError> {
         *stacked += 1;
         if *stacked > MAX_STACKED {
             return Err(DirError::UnsafeRoot {
@@ -223,7 +231,6 @@ impl Root {
                 why: format!("more than {MAX_STACKED} mounts are stacked on it"),
             });
         }
-        tmpfs::unmount_pinned(pinned.as_fd(), &self.user_path(uid))?;
         Ok(())
     }
 
@@ -393,12 +400,8 @@ impl Root {
         }
         let mut stacked = 0;
         loop {
-            let pinned = match self.dir.open_path(&name, Resolve::STRICT) {
-                Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
-                    return Err(vanished(path));
-                }
-                Err(e) => return Err(e.into()),
+            let Some((pinned, top)) = self.pin(uid)? else {
+                return Err(vanished(path));
             };
             let st = rustix::fs::statx(
                 &pinned,
@@ -406,22 +409,11 @@ impl Root {
                 AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
                 MADE_MASK,
             );
-            let old = || Ok(runplane_sys::dir::mount_id(pinned.as_fd(), path)?);
-            match self.placed(st, path, old)? {
+            match self.placed(st, path, || Ok(top))? {
                 Placed::Made(st, ids) => return Ok((st, ids)),
                 Placed::Over => self.detach_top(uid, pinned, &mut stacked)?,
                 // Unmounted since it was pinned (its owner's own FUSE mount): look again.
-                Placed::Gone => {
-                    stacked += 1;
-                    if stacked > MAX_STACKED {
-                        return Err(DirError::UnsafeRoot {
-                            path: path.clone(),
-                            why: format!(
-                                "its mounts changed more than {MAX_STACKED} times while it was checked"
-                            ),
-                        });
-                    }
-                }
+                Placed::Gone => self.one_more(uid, &mut stacked)?,
             }
         }
     }
@@ -609,6 +601,7 @@ impl Root {
         let Some((pinned, top)) = self.pin(uid)? else {
             return Ok(None);
         };
+        let path = self.user_path(uid);
         let ours = match ours {
             Some(_) if top == self.mount_id => {
                 return Ok(Some(DirStatus {
@@ -616,7 +609,7 @@ impl Root {
                     ..DirStatus::default()
                 }));
             }
-            Some(m) => m.is(pinned.as_fd(), &self.user_path(uid), top)?,
+            Some(m) => m.is(pinned.as_fd(), &path, top)?,
             None => top == self.mount_id,
         };
         if !ours {
@@ -625,7 +618,6 @@ impl Root {
                 ..DirStatus::default()
             }));
         }
-        let path = self.user_path(uid);
         let usage = tmpfs::usage(&pinned, &path)?;
         let mount = if mount {
             runplane_sys::statmount::options(pinned.as_fd(), &path)?
