@@ -126,15 +126,35 @@ fn pam_d(dir: &Path, service: &str, args: &str) -> PathBuf {
 }
 
 fn daemon(p: &runplane_testkit::Private, userdirs: &str) -> Daemon {
+    daemon_via(p, userdirs, None)
+}
+
+/// The daemon as on a kernel without fanotify mount events (before Linux 6.15), where a
+/// tmpfs unmounted behind its back stays unmounted: through `no-mount-events`
+/// (runplane-testkit), whose seccomp filter answers as such a kernel does.
+fn daemon_without_mount_events(p: &runplane_testkit::Private, userdirs: &str) -> Daemon {
+    daemon_via(p, userdirs, Some(bin("no-mount-events")))
+}
+
+fn daemon_via(p: &runplane_testkit::Private, userdirs: &str, via: Option<PathBuf>) -> Daemon {
     let cfg = p.scratch.join("runplane.toml");
     std::fs::write(
         &cfg,
         format!("[userdirs]\nlinger_dir = \"/run/.testkit/linger\"\n{userdirs}"),
     )
     .unwrap();
+    let daemon = bin("runplaned");
+    let mut args = vec!["--force", "--config", cfg.to_str().unwrap()];
+    let program = match &via {
+        Some(v) => {
+            args.insert(0, daemon.to_str().unwrap());
+            v
+        }
+        None => &daemon,
+    };
     Daemon::start(
-        &bin("runplaned"),
-        &["--force", "--config", cfg.to_str().unwrap()],
+        program,
+        &args,
         Path::new(SOCK),
         &p.scratch.join("daemon.log"),
     )
@@ -487,14 +507,15 @@ fn priv_a_mount_over_the_runtime_dir_is_never_looked_through() {
     });
 }
 
-/// The tmpfs of a logged-in user unmounted behind the daemon's back, and a mount made there
-/// took its reusable mount id (the next mount made anywhere does), owned by the user and 0700
-/// as the tmpfs was: the next login does not export it.
+/// The tmpfs of a logged-in user unmounted behind the back of a daemon that cannot watch
+/// mounts (a kernel before 6.15; with mount events it mounts a new one at once), and a mount
+/// made there took its reusable mount id (the next mount made anywhere does), owned by the
+/// user and 0700 as the tmpfs was: the next login does not export it.
 #[test]
 fn priv_a_mount_that_took_the_runtime_dirs_mount_id_is_not_exported() {
     require_root!();
     run_private(setup(), |p| {
-        let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
+        let d = daemon_without_mount_events(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
         let confdir = pam_d(&p.scratch, "rp-reused", "debug");
         runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
         // Another mount made meanwhile in the machine may take the id first: the next user.
@@ -541,13 +562,76 @@ fn priv_a_mount_that_took_the_runtime_dirs_mount_id_is_not_exported() {
     });
 }
 
-/// The tmpfs of a logged-in user unmounted behind the daemon's back: the next login does not
-/// export the plain directory left, and says why.
+/// The tmpfs of a logged-in user unmounted behind the daemon's back: told by the kernel
+/// (fanotify mount events, Linux >= 6.15), the daemon mounts a new one at once, and the next
+/// login exports it.
+#[test]
+fn priv_a_runtime_dir_whose_tmpfs_was_unmounted_is_mounted_again_for_the_next_login() {
+    require_root!();
+    run_private(setup(), |p| {
+        if runplane_sys::mountwatch::MountWatch::detaches()
+            .unwrap()
+            .is_none()
+        {
+            eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
+            return;
+        }
+        let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
+        let confdir = pam_d(&p.scratch, "rp-remounted", "debug");
+        runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
+        let (out, _) = pamtester("rp-remounted", "u1", &["open_session"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = Path::new("/run/user/2001");
+        let mount = || {
+            let unique = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
+            let st = rustix::fs::statx(
+                rustix::fs::CWD,
+                path,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                rustix::fs::StatxFlags::from_bits_retain(unique),
+            )
+            .unwrap();
+            let root = rustix::fs::StatxAttributes::MOUNT_ROOT;
+            (st.stx_mnt_id, st.stx_attributes.contains(root))
+        };
+        let (first, _) = mount();
+        rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).unwrap();
+        eventually("a new tmpfs is mounted", || {
+            let (now, root) = mount();
+            root && now != first
+        });
+        let earlier = p.syslog_messages(Duration::from_secs(1)).join("\n");
+        assert!(
+            earlier.contains("XDG_RUNTIME_DIR=/run/user/2001"),
+            "{earlier}"
+        );
+        let (out, _) = pamtester("rp-remounted", "u1", &["open_session"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let msgs = p.syslog_messages(Duration::from_secs(5)).join("\n");
+        assert!(
+            msgs.contains("XDG_RUNTIME_DIR=/run/user/2001") && !msgs.contains("not setting"),
+            "{msgs}"
+        );
+        drop(d);
+    });
+}
+
+/// The tmpfs of a logged-in user unmounted behind the back of a daemon that cannot watch
+/// mounts (a kernel before 6.15): the next login does not export the plain directory left,
+/// and says why.
 #[test]
 fn priv_a_runtime_dir_whose_tmpfs_was_unmounted_is_not_exported() {
     require_root!();
     run_private(setup(), |p| {
-        let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
+        let d = daemon_without_mount_events(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
         let confdir = pam_d(&p.scratch, "rp-unmounted", "debug");
         runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
         let (out, _) = pamtester("rp-unmounted", "u2", &["open_session"]);

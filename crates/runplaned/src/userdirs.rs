@@ -42,6 +42,8 @@ pub enum Event {
         uid: u32,
         generation: u64,
     },
+    /// Mounts were detached from the daemon's mount namespace (fanotify, Linux >= 6.15).
+    Mounts(Vec<runplane_sys::mountwatch::MountEvent>),
     /// The removal of a user's dir, on the remover thread, is done.
     Removed {
         uid: u32,
@@ -303,6 +305,8 @@ impl Userdirs {
             epoll: spawn_leader_set(events.clone())?,
             fds: Mutex::new(HashMap::new()),
         });
+        // Watched before the records are checked: a tmpfs unmounted from then on is seen.
+        spawn_mount_watch(events.clone());
         let budget = FdBudget::of_this_process(max_clients);
         let root = std::sync::Arc::new(root);
         let remover = spawn_remover(root.clone(), events.clone())
@@ -408,6 +412,10 @@ impl Userdirs {
             Event::GraceExpired { uid, generation } => {
                 i.timers.remove(&uid);
                 i.lc.grace_expired(uid, generation)
+            }
+            Event::Mounts(seen) => {
+                i.mounts_detached(&seen);
+                vec![]
             }
             Event::Removed {
                 uid,
@@ -1008,6 +1016,63 @@ fn spawn_leader_set(tx: UnboundedSender<Event>) -> Result<rustix::fd::OwnedFd, S
     Ok(adder)
 }
 
+/// Starts the task that reports mounts detached from the daemon's namespace as
+/// `Event::Mounts`, where the kernel has mount events (Linux >= 6.15): how a user's tmpfs
+/// that someone unmounts is noticed and mounted again at once. Without them, such a dir is
+/// shown as `unmounted` in status and refused by the PAM module until its user's last
+/// session ends.
+fn spawn_mount_watch(tx: UnboundedSender<Event>) {
+    use runplane_sys::AsFd;
+    use runplane_sys::mountwatch::MountWatch;
+    let watch = match MountWatch::detaches() {
+        Ok(Some(w)) => w,
+        Ok(None) => {
+            tracing::info!(
+                "this kernel has no fanotify mount events (Linux >= 6.15): a user's tmpfs unmounted behind runplaned's back is not mounted again until the user's last session ends"
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(
+                "{e}: a user's tmpfs unmounted behind runplaned's back is not mounted again until the user's last session ends"
+            );
+            return;
+        }
+    };
+    let afd = match runplane_sys::asyncfd::register_with_interest(watch.into(), Interest::READABLE)
+    {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("unable to wait for mount events: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = afd.readable().await else {
+                break;
+            };
+            let mut seen = Vec::new();
+            let read = loop {
+                match runplane_sys::mountwatch::read(afd.get_ref().as_fd(), &mut seen) {
+                    Ok(true) => {}
+                    other => break other,
+                }
+            };
+            if !seen.is_empty() && tx.send(Event::Mounts(seen)).is_err() {
+                break;
+            }
+            match read {
+                Ok(_) => guard.clear_ready(),
+                Err(e) => {
+                    tracing::error!("{e}: no longer watching for unmounted user dirs");
+                    break;
+                }
+            }
+        }
+    });
+}
+
 /// NSS lookups may block (LDAP, sssd): off the event loop, unless the databases are local
 /// files or the caller is a control thread (which serves one connection and may block).
 async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, ErrorReply> {
@@ -1536,6 +1601,68 @@ impl Inner {
     }
 
     /// Re-adopts what the records say, keeping live sessions and their directories.
+    /// Mounts detached from the daemon's namespace: a user's tmpfs among them (its unique id
+    /// is recorded) that someone unmounted or moved away is mounted again at once, with the
+    /// limits it had; the processes of its sessions find a fresh one at `XDG_RUNTIME_DIR`
+    /// rather than a plain directory without limits, or nothing. Where events were lost,
+    /// every user's dir is looked at. The daemon's own unmounts (removals, foreign mounts
+    /// detached) name no dir in the table.
+    fn mounts_detached(&mut self, seen: &[runplane_sys::mountwatch::MountEvent]) {
+        use runplane_sys::mountwatch::MountEvent;
+        let lost = seen.contains(&MountEvent::Lost);
+        let gone: std::collections::HashSet<u64> = (seen.iter())
+            .filter_map(|e| match e {
+                MountEvent::Detached(id) => Some(*id),
+                MountEvent::Lost => None,
+            })
+            .collect();
+        let hit: Vec<u32> = (self.lc.users())
+            .filter(|u| {
+                u.dir.is_some_and(|d| {
+                    d.backend != Backend::FallbackDir
+                        && (lost || d.mount_unique.is_some_and(|m| gone.contains(&m.get())))
+                })
+            })
+            .map(|u| u.uid)
+            .collect();
+        for uid in hit {
+            self.remount(uid);
+        }
+    }
+
+    /// Mounts a new tmpfs for a user in the table whose recorded one no longer is at its
+    /// path (nothing is done while it is), and records it.
+    fn remount(&mut self, uid: u32) {
+        let Some(u) = self.lc.user(uid) else { return };
+        let Some(ours) = u.dir.and_then(|d| d.mount()) else {
+            return;
+        };
+        if self.root.still_mounted(uid, ours) {
+            return;
+        }
+        let (gid, size, inodes) = (u.gid, u.size, u.inodes);
+        let path = self.root.user_path(uid);
+        match self.root.create(uid, gid, size, inodes, &self.mount) {
+            Ok((info, note)) => {
+                if let Some(n) = note {
+                    tracing::warn!(uid, "{n}");
+                }
+                tracing::warn!(
+                    uid,
+                    "the tmpfs on {} was unmounted behind runplaned's back: mounted a new one",
+                    path.display()
+                );
+                let actions = self.lc.created(uid, info);
+                let _ = self.execute(actions);
+            }
+            Err(e) => tracing::error!(
+                uid,
+                "the tmpfs on {} was unmounted behind runplaned's back and no new one could be made: {e}",
+                path.display()
+            ),
+        }
+    }
+
     fn restore(&mut self, loaded: runplane_userdirs::store::Loaded) {
         let records = loaded.records;
         for p in loaded.problems {

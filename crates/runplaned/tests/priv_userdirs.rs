@@ -1902,10 +1902,117 @@ fn priv_fuse_mounts_over_or_in_a_dir_whose_server_hangs_are_detached_untouched()
     );
 }
 
-/// Someone unmounts a user's tmpfs behind the daemon's back: status says so (and reads no
-/// usage of the plain directory left), and the logout removes that directory.
+/// The unique id of the mount `path` is on, and whether `path` is that mount's root.
+fn mount_at(path: &Path) -> (u64, bool) {
+    let unique = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
+    let st = rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        rustix::fs::StatxFlags::from_bits_retain(unique),
+    )
+    .unwrap();
+    assert_ne!(st.stx_mask & unique, 0, "unique mount ids (Linux >= 6.8)");
+    let root = rustix::fs::StatxAttributes::MOUNT_ROOT;
+    (st.stx_mnt_id, st.stx_attributes.contains(root))
+}
+
+/// The superblock options of the mount `path` is on, as mountinfo shows them.
+fn super_options(path: &Path) -> String {
+    let id = runplane_sys::dir::Dir::open(path)
+        .unwrap()
+        .mount_id()
+        .unwrap();
+    runplane_sys::mountinfo::find(id)
+        .unwrap()
+        .expect("in mountinfo")
+        .super_options
+}
+
+/// Someone unmounts a user's tmpfs behind the daemon's back, or moves it away: told by the
+/// kernel (fanotify mount events, Linux >= 6.15), the daemon mounts a new one at once with
+/// the same limits, records it (a restart finds it intact) and answers the next login with
+/// it; the moved one stays where it was moved.
 #[test]
-fn priv_a_dir_whose_tmpfs_was_unmounted_behind_the_daemons_back_shows_it() {
+fn priv_a_users_tmpfs_unmounted_or_moved_away_behind_the_daemons_back_is_mounted_again() {
+    require_root!();
+    run_private(
+        Setup {
+            users: Some(Users::numbered("u", 2465, 1)),
+            ..Default::default()
+        },
+        |p| {
+            if runplane_sys::mountwatch::MountWatch::detaches()
+                .unwrap()
+                .is_none()
+            {
+                eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
+                return;
+            }
+            let cfg = config(
+                p,
+                "lifetime = \"sessions\"\ngrace = \"0\"\nsize = \"3M\"\ninodes = 99\n",
+            );
+            let d = start(&cfg);
+            let (a, b) = (sleeper(), sleeper());
+            let sa = open(2465, a.id());
+            let u = Path::new("/run/user/2465");
+            std::fs::write(u.join("f"), b"x").unwrap();
+            let (first, _) = mount_at(u);
+            let options = super_options(u);
+            assert!(options.contains("size=3072k,nr_inodes=99"), "{options}");
+            rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
+            eventually("a new tmpfs is mounted", || {
+                let (now, root) = mount_at(u);
+                root && now != first
+            });
+            assert!(!u.join("f").exists(), "a fresh tmpfs");
+            assert_eq!(super_options(u), options);
+            let (second, _) = mount_at(u);
+            let sb = open(2465, b.id());
+            assert_eq!(sb.mount_unique, Some(second));
+            let st = status();
+            let e = st.userdirs.iter().find(|e| e.uid == 2465).unwrap();
+            assert!(!e.unmounted && !e.covered && e.backend == "tmpfs", "{e:?}");
+            assert!(
+                d.log()
+                    .contains("the tmpfs on /run/user/2465 was unmounted behind runplaned's back: mounted a new one"),
+                "{}",
+                d.log()
+            );
+            // Moved away: a new one at the path, the moved one left alone.
+            let moved = p.scratch.join("moved");
+            std::fs::create_dir(&moved).unwrap();
+            rustix::mount::mount_move(u, &moved).unwrap();
+            eventually("a new tmpfs is mounted after the move", || {
+                let (now, root) = mount_at(u);
+                root && now != second
+            });
+            let (third, _) = mount_at(u);
+            assert_eq!(mount_at(&moved), (second, true));
+            rustix::mount::unmount(&moved, rustix::mount::UnmountFlags::DETACH).unwrap();
+            // The record holds the new mount: a restart finds the dir intact.
+            drop(d);
+            let d = start(&cfg);
+            assert_eq!(mount_at(u).0, third);
+            assert!(!d.log().contains("vanished"), "{}", d.log());
+            let mut c = client();
+            c.session_close(sa.id).unwrap();
+            c.session_close(sb.id).unwrap();
+            eventually("the dir is removed", || !u.exists());
+            assert!(!d.log().contains("unable to remove"), "{}", d.log());
+            assert!(!d.log().contains("mounted a new one"), "{}", d.log());
+            kill(a);
+            kill(b);
+        },
+    );
+}
+
+/// Where the kernel has no mount events (before Linux 6.15), a tmpfs someone unmounts
+/// behind the daemon's back stays unmounted: status says so (and reads no usage of the
+/// plain directory left), and the logout removes that directory.
+#[test]
+fn priv_without_mount_events_a_dir_whose_tmpfs_was_unmounted_shows_it_until_logout() {
     require_root!();
     run_private(
         Setup {
@@ -1914,7 +2021,12 @@ fn priv_a_dir_whose_tmpfs_was_unmounted_behind_the_daemons_back_shows_it() {
         },
         |p| {
             let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
-            let d = start(&cfg);
+            let d = Daemon::start_without_mount_events(&["--config", &cfg, "--force"]);
+            assert!(
+                d.log().contains("this kernel has no fanotify mount events"),
+                "{}",
+                d.log()
+            );
             let a = sleeper();
             let sa = open(2460, a.id());
             let u = Path::new("/run/user/2460");

@@ -16,7 +16,8 @@
 //! | [`journal`] | append-only journals: one `write` per change, torn tails dropped, atomic compaction |
 //! | [`tmpfs`] | tmpfs mounts on a pinned directory fd (`mount(2)`, or the fd-based API), usage via statvfs, unmount |
 //! | [`mountinfo`] | `/proc/self/mountinfo` parsing |
-//! | [`statmount`] | one mount's options by `statmount(2)`, in mountinfo's form |
+//! | [`statmount`] | one mount's options by `statmount(2)`, in mountinfo's form; where a mount sits |
+//! | [`mountwatch`] | mounts detached from this namespace, as fanotify reports them (Linux >= 6.15) |
 //! | [`scm`] | `SCM_RIGHTS` and `SCM_CREDENTIALS` send/receive, `SO_PEERCRED` |
 //! | [`pidfd`] | pidfds and process identity across pid reuse (pidfs inode or start time) |
 //! | [`spawn`] | process spawn without forking the caller (`clone(CLONE_VM|CLONE_VFORK)`) |
@@ -37,6 +38,7 @@ pub mod journal;
 pub mod lock;
 pub mod mem;
 pub mod mountinfo;
+pub mod mountwatch;
 pub mod pidfd;
 pub mod remove;
 pub mod scm;

@@ -450,3 +450,83 @@ fn priv_statmount_placement_names_parent_and_type_and_sees_an_unmount() {
         assert_eq!(placement(stx.stx_mnt_id, &at).unwrap(), Placement::Gone);
     });
 }
+
+/// fanotify's mount events name each mount detached from the namespace by its unique id
+/// (unmounted, lazily with the mounts under it, or moved away), none for a new mount, and a
+/// queue that overflowed is reported as such.
+#[test]
+fn priv_the_mount_watch_names_detached_mounts_and_reports_an_overflow() {
+    use runplane_sys::mountwatch::{MountEvent, MountWatch};
+    require_root!();
+    run_private(Setup::default(), |p| {
+        let Some(w) = MountWatch::detaches().unwrap() else {
+            eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
+            return;
+        };
+        let parent = Dir::open(&p.scratch).unwrap();
+        let unique_of = |name: &str| {
+            let want = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
+            let st = rustix::fs::statx(
+                parent.fd(),
+                name,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                rustix::fs::StatxFlags::from_bits_retain(want),
+            )
+            .unwrap();
+            assert_ne!(
+                st.stx_mask & want,
+                0,
+                "unique mount ids (6.8) come before 6.15"
+            );
+            st.stx_mnt_id
+        };
+        let read_all = || {
+            let mut out = Vec::new();
+            while w.read(&mut out).unwrap() {}
+            out
+        };
+        for d in ["a", "b", "c", "o"] {
+            parent.mkdir(d, 0o755).unwrap();
+        }
+        mount_tmpfs_on(&parent, "a", &opts()).unwrap();
+        let inner = parent.open_dir("a", Resolve::STRICT).unwrap();
+        inner.mkdir("n", 0o755).unwrap();
+        mount_tmpfs_on(&inner, "n", &opts()).unwrap();
+        drop(inner);
+        mount_tmpfs_on(&parent, "b", &opts()).unwrap();
+        assert_eq!(read_all(), [], "new mounts make no event");
+        let (a, n, b) = (unique_of("a"), unique_of("a/n"), unique_of("b"));
+        unmount_lazy(&parent, "a").unwrap();
+        rustix::mount::mount_move(p.scratch.join("b"), p.scratch.join("c")).unwrap();
+        let mut seen = read_all();
+        seen.sort_by_key(|e| match e {
+            MountEvent::Detached(id) => *id,
+            MountEvent::Lost => 0,
+        });
+        let mut want = vec![
+            MountEvent::Detached(a),
+            MountEvent::Detached(n),
+            MountEvent::Detached(b),
+        ];
+        want.sort_by_key(|e| match e {
+            MountEvent::Detached(id) => *id,
+            MountEvent::Lost => 0,
+        });
+        assert_eq!(seen, want);
+        // More detaches than the queue holds, unread: the overflow is reported.
+        let limit: usize = std::fs::read_to_string("/proc/sys/fs/fanotify/max_queued_events")
+            .map_or(16384, |s| s.trim().parse().unwrap());
+        for _ in 0..=limit {
+            mount_tmpfs_on(&parent, "o", &opts()).unwrap();
+            unmount_lazy(&parent, "o").unwrap();
+        }
+        let seen = read_all();
+        assert_eq!(seen.last(), Some(&MountEvent::Lost));
+        assert_eq!(
+            seen.len(),
+            limit + 1,
+            "the queue's events, then the overflow"
+        );
+        assert_eq!(read_all(), []);
+    });
+}

@@ -155,6 +155,15 @@ impl Daemon {
             .unwrap_or_else(|(st, log)| panic!("runplaned did not become ready ({st:?}):\n{log}"))
     }
 
+    /// Starts runplaned as on a kernel without fanotify mount events (before Linux 6.15),
+    /// through `no-mount-events` (runplane-testkit), whose seccomp filter answers
+    /// `fanotify_init(FAN_REPORT_MNT)` with `EINVAL` as such a kernel does.
+    pub fn start_without_mount_events(args: &[&str]) -> Daemon {
+        let helper = runplane_testkit::bin("no-mount-events");
+        Self::try_start_via(&[helper.to_str().unwrap()], args, &[])
+            .unwrap_or_else(|(st, log)| panic!("runplaned did not become ready ({st:?}):\n{log}"))
+    }
+
     /// `try_start` with the daemon's command line after `via` (programs that exec it).
     fn try_start_via(
         via: &[&str],
