@@ -1674,7 +1674,9 @@ impl Inner {
         let mut live: HashMap<SessionId, Process> = HashMap::new();
         let mut missing_dirs = Vec::new();
         let mut recs = Vec::new();
-        for r in records {
+        // Records of dirs whose unique mount id they lacked and now have.
+        let mut filled = Vec::new();
+        for mut r in records {
             for s in &r.sessions {
                 if let Some(id) = s.leader.identity()
                     && let Ok(Some(p)) = Process::open_checked(s.leader.pid, id)
@@ -1686,9 +1688,20 @@ impl Inner {
                 Some(d) if d.backend == Backend::FallbackDir => {
                     self.root.usage(r.user.uid, None).ok().flatten().is_some()
                 }
-                Some(d) => d
-                    .mount()
-                    .is_some_and(|m| self.root.still_mounted(r.user.uid, m)),
+                Some(d) => match d.mount().and_then(|m| self.root.mounted_as(r.user.uid, m)) {
+                    Some(now) => {
+                        if d.mount_unique.is_none() && now.unique.is_some() {
+                            let unique = now.unique.and_then(std::num::NonZeroU64::new);
+                            r.user.dir = Some(DirInfo {
+                                mount_unique: unique,
+                                ..d
+                            });
+                            filled.push(r.user.uid);
+                        }
+                        true
+                    }
+                    None => false,
+                },
                 None => false,
             };
             if !intact {
@@ -1730,6 +1743,11 @@ impl Inner {
         }
         let _ = self.execute(recreate);
         let _ = self.execute(actions);
+        let refill = (filled.into_iter())
+            .filter(|&uid| self.lc.user(uid).is_some())
+            .map(|uid| Action::Persist { uid })
+            .collect();
+        let _ = self.execute(refill);
     }
 
     fn linger_dir(&self, create: bool) -> Result<Option<Dir>, String> {

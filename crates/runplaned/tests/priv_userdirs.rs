@@ -2008,6 +2008,58 @@ fn priv_a_users_tmpfs_unmounted_or_moved_away_behind_the_daemons_back_is_mounted
     );
 }
 
+/// A record written before the daemon kept unique mount ids names the tmpfs by its reusable
+/// id alone: a restart that finds the dir intact records its unique id, so that the mount is
+/// watched (an unmount then is seen and mended) and told from a later mount with its old id.
+#[test]
+fn priv_a_record_without_the_unique_mount_id_gets_it_at_the_restart() {
+    require_root!();
+    run_private(
+        Setup {
+            users: Some(Users::numbered("u", 2467, 1)),
+            ..Default::default()
+        },
+        |p| {
+            if runplane_sys::mountwatch::MountWatch::detaches()
+                .unwrap()
+                .is_none()
+            {
+                eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
+                return;
+            }
+            let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
+            let d = start(&cfg);
+            let a = sleeper();
+            let sa = open(2467, a.id());
+            let u = Path::new("/run/user/2467");
+            let (first, _) = mount_at(u);
+            drop(d);
+            // As an older daemon wrote it: no "mount_unique" in any line.
+            let journal = "/run/runplane/users/records.log";
+            let text = std::fs::read_to_string(journal).unwrap();
+            let field = format!(",\"mount_unique\":{first}");
+            assert!(text.contains(&field), "{text}");
+            std::fs::write(journal, text.replace(&field, "")).unwrap();
+            let d = start(&cfg);
+            assert!(!d.log().contains("vanished"), "{}", d.log());
+            assert_eq!(mount_at(u).0, first, "re-adopted, not made again");
+            let text = std::fs::read_to_string(journal).unwrap();
+            assert!(
+                text.lines().last().is_some_and(|l| l.contains(&field)),
+                "the record written again holds the unique id: {text}"
+            );
+            rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
+            eventually("a new tmpfs is mounted", || {
+                let (now, root) = mount_at(u);
+                root && now != first
+            });
+            client().session_close(sa.id).unwrap();
+            eventually("the dir is removed", || !u.exists());
+            kill(a);
+        },
+    );
+}
+
 /// Where the kernel has no mount events (before Linux 6.15), a tmpfs someone unmounts
 /// behind the daemon's back stays unmounted: status says so (and reads no usage of the
 /// plain directory left), and the logout removes that directory.

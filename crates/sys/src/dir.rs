@@ -450,7 +450,7 @@ pub fn statx_own_mount(fd: BorrowedFd<'_>, what: &Path) -> Result<(fs::Statx, Mo
 /// The unique id of the mount `fd` is on ([`STATX_MNT_ID_UNIQUE`]), `None` before Linux
 /// 6.8. Only that is asked, with `AT_STATX_DONT_SYNC`: FUSE asks its server for nothing then
 /// (but still refuses root with `EACCES` where the mount does).
-fn unique_mount_id(fd: BorrowedFd<'_>) -> rustix::io::Result<Option<u64>> {
+pub fn unique_mount_id(fd: BorrowedFd<'_>) -> rustix::io::Result<Option<u64>> {
     let stx = fs::statx(
         fd,
         c"",

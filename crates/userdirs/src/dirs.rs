@@ -633,12 +633,48 @@ impl Root {
 
     /// Whether `uid`'s directory is still the mount recorded (after a restart), on top.
     pub fn still_mounted(&self, uid: u32, mount: MountIds) -> bool {
-        self.pin(uid).is_ok_and(|p| {
-            p.is_some_and(|(pinned, top)| {
-                mount
-                    .is(pinned.as_fd(), &self.user_path(uid), top)
-                    .unwrap_or(false)
-            })
+        self.mounted_as(uid, mount).is_some()
+    }
+
+    /// The ids of `uid`'s directory's mount when it is still the one recorded as `mount`, on
+    /// top. A record without the unique id (written before the daemon kept it) names the
+    /// mount by its reusable id alone, which the next mount made anywhere gets once the mount
+    /// is gone: a mount with that id is taken for it only when `statmount` shows a tmpfs right
+    /// on the root's mount (a FUSE mount that refuses root is not), and its unique id comes
+    /// back, to be recorded.
+    pub fn mounted_as(&self, uid: u32, mount: MountIds) -> Option<MountIds> {
+        let (pinned, top) = self.pin(uid).ok()??;
+        let path = self.user_path(uid);
+        if !mount.is(pinned.as_fd(), &path, top).unwrap_or(false) {
+            return None;
+        }
+        if mount.unique.is_some() {
+            return Some(mount);
+        }
+        let unique = match runplane_sys::dir::unique_mount_id(pinned.as_fd()) {
+            Ok(Some(u)) => u,
+            Ok(None) => return Some(mount), // no unique ids here (before Linux 6.8)
+            Err(_) => return None,
+        };
+        match runplane_sys::statmount::placement(unique, &path) {
+            Ok(Placement::Of(p)) if p.parent == self.mount_id && p.magic == TMPFS_MAGIC => {}
+            Ok(Placement::Unknown) => return Some(mount),
+            _ => return None,
+        }
+        // A tmpfs (nothing else is asked of its filesystem): it must show what a dir made or
+        // adopted for `uid` shows.
+        let st = rustix::fs::statx(
+            &pinned,
+            c"",
+            AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+            StatxFlags::TYPE | StatxFlags::MODE | StatxFlags::UID,
+        )
+        .ok()?;
+        let mode = u32::from(st.stx_mode);
+        let dir = rustix::fs::FileType::from_raw_mode(mode) == rustix::fs::FileType::Directory;
+        (dir && st.stx_uid == uid && mode & 0o7777 == 0o700).then_some(MountIds {
+            id: mount.id,
+            unique: Some(unique),
         })
     }
 }

@@ -361,6 +361,25 @@ fn priv_a_mount_that_took_the_dirs_reused_mount_id_is_not_taken_for_it() {
         assert_eq!(mount_of(u).unwrap().id, info.mount().unwrap().id);
         std::fs::write(u.join("theirs"), b"precious").unwrap();
         assert!(!r.still_mounted(1000, info.mount().unwrap()));
+        // A record without the unique id (an older daemon's) names it by the reusable id
+        // alone: a tmpfs of the uid, 0700, right on the root's mount is taken for the dir (as
+        // `create` would adopt it), with its unique id; not once its mode is another.
+        let old = runplane_sys::dir::MountIds {
+            unique: None,
+            ..info.mount().unwrap()
+        };
+        let taken = rustix::fs::statx(
+            rustix::fs::CWD,
+            u,
+            rustix::fs::AtFlags::empty(),
+            rustix::fs::StatxFlags::from_bits_retain(runplane_sys::dir::STATX_MNT_ID_UNIQUE),
+        )
+        .map(|st| st.stx_mnt_id)
+        .ok();
+        assert_eq!(r.mounted_as(1000, old).and_then(|m| m.unique), taken);
+        std::fs::set_permissions(u, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        assert_eq!(r.mounted_as(1000, old), None);
+        std::fs::set_permissions(u, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         let st = r.status_of(1000, info.mount(), true).unwrap().unwrap();
         assert!(st.covered, "{st:?}");
         let rep = r.remove(1000, info.mount()).unwrap().report;
@@ -474,6 +493,13 @@ fn priv_a_users_fuse_mount_with_the_dirs_reused_mount_id_is_detached_unread() {
             })
             .expect("the user's FUSE mount takes the dir's old id within five tries");
         assert!(!r.still_mounted(1000, info.mount().unwrap()));
+        // Nor by a record without the unique id (an older daemon's), by the reusable id
+        // alone: the unique id is asked without the server, and statmount shows no tmpfs.
+        let old = runplane_sys::dir::MountIds {
+            unique: None,
+            ..info.mount().unwrap()
+        };
+        assert_eq!(r.mounted_as(1000, old), None);
         let st = r.status_of(1000, info.mount(), true).unwrap().unwrap();
         assert!(st.covered, "{st:?}");
         let rep = r.remove(1000, info.mount()).unwrap().report;
