@@ -1600,7 +1600,6 @@ impl Inner {
         }
     }
 
-    /// Re-adopts what the records say, keeping live sessions and their directories.
     /// Mounts detached from the daemon's namespace: a user's tmpfs among them (its unique id
     /// is recorded) that someone unmounted or moved away is mounted again at once, with the
     /// limits it had; the processes of its sessions find a fresh one at `XDG_RUNTIME_DIR`
@@ -1630,14 +1629,14 @@ impl Inner {
         }
     }
 
-    /// Mounts a new tmpfs for a user in the table whose recorded one no longer is at its
-    /// path (nothing is done while it is), and records it.
+    /// Mounts a new tmpfs for a user in the table whose recorded one is gone from its path
+    /// (nothing is done while it is there, also under another's mount), and records it.
     fn remount(&mut self, uid: u32) {
         let Some(u) = self.lc.user(uid) else { return };
         let Some(ours) = u.dir.and_then(|d| d.mount()) else {
             return;
         };
-        if self.root.still_mounted(uid, ours) {
+        if !self.root.lost(uid, ours) {
             return;
         }
         let (gid, size, inodes) = (u.gid, u.size, u.inodes);
@@ -1663,6 +1662,7 @@ impl Inner {
         }
     }
 
+    /// Re-adopts what the records say, keeping live sessions and their directories.
     fn restore(&mut self, loaded: runplane_userdirs::store::Loaded) {
         let records = loaded.records;
         for p in loaded.problems {

@@ -631,6 +631,32 @@ impl Root {
         }))
     }
 
+    /// Whether `uid`'s tmpfs, recorded as `ours`, is gone from its path: the name leads to
+    /// the directory it was mounted on (or to nothing, or to whatever was put there), or to
+    /// another's mount while the tmpfs is mounted nowhere. A tmpfs under another's mount (a
+    /// user's FUSE mount over its dir) is not gone, nor is anything the path cannot be
+    /// read for.
+    pub fn lost(&self, uid: u32, ours: MountIds) -> bool {
+        let (pinned, top) = match self.pin(uid) {
+            Ok(Some(p)) => p,
+            Ok(None) => return true,
+            Err(_) => return false,
+        };
+        if top == self.mount_id {
+            return true;
+        }
+        let path = self.user_path(uid);
+        if ours.is(pinned.as_fd(), &path, top).unwrap_or(true) {
+            return false;
+        }
+        ours.unique.is_some_and(|u| {
+            matches!(
+                runplane_sys::statmount::placement(u, &path),
+                Ok(Placement::Gone)
+            )
+        })
+    }
+
     /// Whether `uid`'s directory is still the mount recorded (after a restart), on top.
     pub fn still_mounted(&self, uid: u32, mount: MountIds) -> bool {
         self.mounted_as(uid, mount).is_some()

@@ -533,3 +533,38 @@ fn priv_a_dir_whose_tmpfs_was_unmounted_is_reported_and_removed() {
         assert!(!u.exists());
     });
 }
+
+/// Whether a dir's tmpfs is gone from its path (what the daemon mounts again when told of an
+/// unmount): not while it is there, also under the user's own FUSE mount; yes once it is
+/// unmounted (the plain directory left), once another mount sits there while the tmpfs is
+/// mounted nowhere, and once the path is gone.
+#[test]
+fn priv_a_dirs_tmpfs_is_lost_only_when_it_is_gone_from_its_path() {
+    require_root!();
+    run_private(with_user_1000(), |p| {
+        if !unique_mount_ids() {
+            eprintln!("this kernel has no unique mount ids (< 6.8): skipped");
+            return;
+        }
+        let r = open_root(Path::new("/run/user")).unwrap();
+        let u = Path::new("/run/user/1000");
+        let (info, _) = r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
+        let ours = info.mount().unwrap();
+        assert!(!r.lost(1000, ours));
+        let fuse = runplane_testkit::bindfs(Some(1000), &fuse_src(p), u);
+        assert!(!r.lost(1000, ours), "under the user's FUSE mount");
+        rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
+        drop(fuse);
+        assert!(!r.lost(1000, ours), "uncovered again");
+        rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
+        assert!(r.lost(1000, ours), "the plain directory left");
+        runplane_testkit::mount_tmpfs(u, "mode=0700,uid=1000,gid=1000");
+        assert!(
+            r.lost(1000, ours),
+            "another's tmpfs there, ours mounted nowhere"
+        );
+        rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
+        std::fs::remove_dir(u).unwrap();
+        assert!(r.lost(1000, ours), "nothing there");
+    });
+}
