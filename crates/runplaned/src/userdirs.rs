@@ -1033,9 +1033,14 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) {
             return;
         }
         Err(e) => {
-            tracing::warn!(
-                "{e}: a user's tmpfs unmounted behind runplaned's back is not mounted again until the user's last session ends"
-            );
+            let why = "a user's tmpfs unmounted behind runplaned's back is not mounted again until the user's last session ends";
+            // Not allowed (a container's user namespace, a seccomp profile): as expected
+            // there as mounts being refused.
+            if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) {
+                tracing::info!("{e}: {why}");
+            } else {
+                tracing::warn!("{e}: {why}");
+            }
             return;
         }
     };
