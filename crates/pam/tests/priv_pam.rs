@@ -569,11 +569,7 @@ fn priv_a_mount_that_took_the_runtime_dirs_mount_id_is_not_exported() {
 fn priv_a_runtime_dir_whose_tmpfs_was_unmounted_is_mounted_again_for_the_next_login() {
     require_root!();
     run_private(setup(), |p| {
-        if runplane_sys::mountwatch::MountWatch::detaches()
-            .unwrap()
-            .is_none()
-        {
-            eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
+        if !runplane_testkit::mount_events() {
             return;
         }
         let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
@@ -586,18 +582,7 @@ fn priv_a_runtime_dir_whose_tmpfs_was_unmounted_is_mounted_again_for_the_next_lo
             String::from_utf8_lossy(&out.stderr)
         );
         let path = Path::new("/run/user/2001");
-        let mount = || {
-            let unique = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
-            let st = rustix::fs::statx(
-                rustix::fs::CWD,
-                path,
-                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-                rustix::fs::StatxFlags::from_bits_retain(unique),
-            )
-            .unwrap();
-            let root = rustix::fs::StatxAttributes::MOUNT_ROOT;
-            (st.stx_mnt_id, st.stx_attributes.contains(root))
-        };
+        let mount = || runplane_testkit::mount_at(path);
         let (first, _) = mount();
         rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).unwrap();
         eventually("a new tmpfs is mounted", || {

@@ -14,7 +14,7 @@ use runplane::{Client, ClientError};
 use runplane_proto::{Code, Linger, SessionOpen, Status};
 use runplane_sys::pidfd::ExitStatus;
 use runplane_sys::spawn::Credentials;
-use runplane_testkit::{Hops, Setup, Users, require_root, run_private};
+use runplane_testkit::{Hops, Setup, Users, mount_at, require_root, run_private};
 
 const SOCK: &str = "/run/runplane/control";
 
@@ -1902,21 +1902,6 @@ fn priv_fuse_mounts_over_or_in_a_dir_whose_server_hangs_are_detached_untouched()
     );
 }
 
-/// The unique id of the mount `path` is on, and whether `path` is that mount's root.
-fn mount_at(path: &Path) -> (u64, bool) {
-    let unique = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
-    let st = rustix::fs::statx(
-        rustix::fs::CWD,
-        path,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        rustix::fs::StatxFlags::from_bits_retain(unique),
-    )
-    .unwrap();
-    assert_ne!(st.stx_mask & unique, 0, "unique mount ids (Linux >= 6.8)");
-    let root = rustix::fs::StatxAttributes::MOUNT_ROOT;
-    (st.stx_mnt_id, st.stx_attributes.contains(root))
-}
-
 /// The superblock options of the mount `path` is on, as mountinfo shows them.
 fn super_options(path: &Path) -> String {
     let id = runplane_sys::dir::Dir::open(path)
@@ -1942,11 +1927,7 @@ fn priv_a_users_tmpfs_unmounted_or_moved_away_behind_the_daemons_back_is_mounted
             ..Default::default()
         },
         |p| {
-            if runplane_sys::mountwatch::MountWatch::detaches()
-                .unwrap()
-                .is_none()
-            {
-                eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
+            if !runplane_testkit::mount_events() {
                 return;
             }
             let cfg = config(
@@ -2020,11 +2001,7 @@ fn priv_a_record_without_the_unique_mount_id_gets_it_at_the_restart() {
             ..Default::default()
         },
         |p| {
-            if runplane_sys::mountwatch::MountWatch::detaches()
-                .unwrap()
-                .is_none()
-            {
-                eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
+            if !runplane_testkit::mount_events() {
                 return;
             }
             let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");

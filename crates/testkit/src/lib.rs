@@ -348,6 +348,42 @@ fn detached_tmpfs(options: &[(&str, &str)]) -> (rustix::fd::OwnedFd, u64) {
     (mnt, stx.stx_mnt_id)
 }
 
+/// Whether this kernel has fanotify mount events (Linux >= 6.15: `fanotify_init` takes
+/// `FAN_REPORT_MNT`); says that the test is skipped when not.
+pub fn mount_events() -> bool {
+    const FAN_CLOEXEC: libc::c_uint = 0x1;
+    const FAN_REPORT_MNT: libc::c_uint = 0x4000;
+    // SAFETY: fanotify_init takes two integers and returns a new fd or -1.
+    let fd = unsafe { libc::fanotify_init(FAN_CLOEXEC | FAN_REPORT_MNT, libc::O_RDONLY as u32) };
+    if fd < 0 {
+        eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
+        return false;
+    }
+    // SAFETY: `fd` was just opened here and nothing else owns it.
+    drop(unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) });
+    true
+}
+
+/// The unique id (`STATX_MNT_ID_UNIQUE`, Linux >= 6.8) of the mount `path` is on, and
+/// whether `path` is that mount's root.
+pub fn mount_at(path: &Path) -> (u64, bool) {
+    const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+    let st = rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        rustix::fs::StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE),
+    )
+    .unwrap_or_else(|e| panic!("unable to statx {}: {e}", path.display()));
+    assert_ne!(
+        st.stx_mask & STATX_MNT_ID_UNIQUE,
+        0,
+        "unique mount ids (Linux >= 6.8)"
+    );
+    let root = rustix::fs::StatxAttributes::MOUNT_ROOT;
+    (st.stx_mnt_id, st.stx_attributes.contains(root))
+}
+
 /// Makes `id` the reusable mount id (`STATX_MNT_ID`, mountinfo's) the next mount made gets,
 /// as it is for the next mount made anywhere once the mount that had it is gone: the kernel
 /// gives the lowest free id, so every free id below `id` is taken by a detached mount held
