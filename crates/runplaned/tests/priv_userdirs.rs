@@ -1062,8 +1062,8 @@ fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
                     d = start(&cfg);
                     c = client();
                 }
-                match next() % 10 {
-                    0..=4 => {
+                match next() % 20 {
+                    0..=9 => {
                         let uid = 3000 + (next() % 200) as u32;
                         // Leaders are shared among sessions sometimes, so one death ends several.
                         let pid = if !leaders.is_empty() && next() % 3 == 0 {
@@ -1088,7 +1088,7 @@ fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
                             l.2 = uid;
                         }
                     }
-                    5..=7 => {
+                    10..=15 => {
                         let list = c.session_list().unwrap();
                         if !list.is_empty() {
                             let id = list[(next() as usize) % list.len()].id;
@@ -1099,15 +1099,39 @@ fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
                             }
                         }
                     }
-                    _ => {
+                    16..=18 => {
                         if !leaders.is_empty() {
                             let i = (next() as usize) % leaders.len();
                             kill(leaders.swap_remove(i).0);
                         }
                     }
+                    _ => {
+                        // Someone unmounts a user's tmpfs behind the daemon's back (it may be
+                        // gone or going meanwhile: then there is nothing to unmount).
+                        let uid = 3000 + (next() % 200) as u32;
+                        let _ = rustix::mount::unmount(
+                            format!("/run/user/{uid}").as_str(),
+                            rustix::mount::UnmountFlags::DETACH,
+                        );
+                    }
                 }
             }
-            // Settle: every leader event processed, every zero grace timer fired.
+            // Settle: every leader event processed, every zero grace timer fired, every
+            // unmounted tmpfs mounted again (where the kernel says, or made again after the
+            // restart where it happened while the daemon was down).
+            let mounted = |uid: &u32| {
+                rustix::fs::statx(
+                    rustix::fs::CWD,
+                    format!("/run/user/{uid}").as_str(),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    rustix::fs::StatxFlags::empty(),
+                )
+                .is_ok_and(|st| {
+                    st.stx_attributes
+                        .contains(rustix::fs::StatxAttributes::MOUNT_ROOT)
+                })
+            };
+            let watching = runplane_testkit::mount_events();
             let check = || {
                 let st = status();
                 let sessions = client().session_list().unwrap();
@@ -1121,10 +1145,17 @@ fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
                     st.userdirs.iter().map(|u| u.uid).collect();
                 (on_disk, with_sessions, listed, sessions)
             };
-            eventually("dirs match live sessions", || {
+            eventually("dirs match live sessions, each a tmpfs", || {
                 let (on_disk, with_sessions, listed, _) = check();
-                on_disk == with_sessions && listed == with_sessions
+                on_disk == with_sessions
+                    && listed == with_sessions
+                    && (!watching || on_disk.iter().all(mounted))
             });
+            let log = d.log();
+            assert!(
+                !log.contains("unable to remove") && !log.contains("no new one could be made"),
+                "{log}"
+            );
             // Every live session's leader is a live process.
             let (_, _, _, sessions) = check();
             for s in &sessions {
