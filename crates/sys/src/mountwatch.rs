@@ -132,9 +132,9 @@ impl MountWatch {
 }
 
 /// Reads what is queued on a [`MountWatch`]'s fd (taken from it with `OwnedFd::from`, to be
-/// waited on by an event loop) without blocking, appending it to `out`. Returns whether the
-/// read filled its buffer (more may be queued: read again before waiting); `EAGAIN` is an
-/// empty read.
+/// waited on by an event loop) without blocking, appending it to `out`. Returns whether to
+/// read again before waiting: the read filled its buffer (more may be queued) or was
+/// interrupted; `EAGAIN` is an empty read.
 pub fn read(fd: BorrowedFd<'_>, out: &mut Vec<MountEvent>) -> Result<bool> {
     // 8-aligned, as the metadata's u64 mask needs; an event takes 40 bytes.
     let mut buf = [0u64; 512];
@@ -143,7 +143,9 @@ pub fn read(fd: BorrowedFd<'_>, out: &mut Vec<MountEvent>) -> Result<bool> {
     let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), len) };
     if n < 0 {
         return match last_errno() {
-            Errno::AGAIN | Errno::INTR => Ok(false),
+            Errno::AGAIN => Ok(false),
+            // Interrupted before anything was read: what is queued is still there.
+            Errno::INTR => Ok(true),
             e => Err(Error::errno("read mount events from", "fanotify", e)),
         };
     }
