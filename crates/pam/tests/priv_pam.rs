@@ -507,136 +507,128 @@ fn priv_a_mount_over_the_runtime_dir_is_never_looked_through() {
     });
 }
 
-/// The tmpfs of a logged-in user unmounted behind the back of a daemon that cannot watch
-/// mounts (a kernel before 6.15; with mount events it mounts a new one at once), and a mount
-/// made there took its reusable mount id (the next mount made anywhere does), owned by the
-/// user and 0700 as the tmpfs was: the next login does not export it.
+/// An answer overtaken by an unmount: the daemon answered a login with its tmpfs, then
+/// someone unmounted it before the module looked (a daemon that cannot watch mounts, on a
+/// kernel before 6.15, so that nothing mends it meanwhile). The plain directory left is not
+/// exported, nor a mount made there that took the tmpfs's reusable mount id (the next mount
+/// made anywhere does), owned by the user and 0700 as the tmpfs was.
 #[test]
-fn priv_a_mount_that_took_the_runtime_dirs_mount_id_is_not_exported() {
+fn priv_an_answer_overtaken_by_an_unmount_is_not_exported() {
+    use pam_runplane::session::check_dir;
     require_root!();
     run_private(setup(), |p| {
         let d = daemon_without_mount_events(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
-        let confdir = pam_d(&p.scratch, "rp-reused", "debug");
-        runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
+        let leader = Reaped(
+            std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .unwrap(),
+        );
+        let mut c = runplane::Client::connect(SOCK, Duration::from_secs(5)).unwrap();
         // Another mount made meanwhile in the machine may take the id first: the next user.
-        let (user, path, theirs) = ["u0", "u1", "u2"]
-            .iter()
-            .find_map(|user| {
-                let (out, _) = pamtester("rp-reused", user, &["open_session"]);
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
+        let (answer, theirs) = (2000..2003)
+            .find_map(|uid| {
+                let answer = c
+                    .session_open(runplane_proto::SessionOpen {
+                        user: None,
+                        uid: Some(uid),
+                        pid: Some(leader.0.id() as i32),
+                        allow_nested: None,
+                        gid: None,
+                    })
+                    .unwrap();
+                assert!(check_dir(&answer).is_ok());
+                let path = Path::new(&answer.path);
+                rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).unwrap();
+                // Left as the tmpfs was: the user's, 0700.
+                std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+                assert_eq!(
+                    check_dir(&answer).unwrap_err(),
+                    format!(
+                        "{} is no longer the tmpfs runplaned made: it was unmounted",
+                        answer.path
+                    )
                 );
-                let uid = 2000 + user[1..].parse::<u32>().unwrap();
-                let path = PathBuf::from(format!("/run/user/{uid}"));
-                let id = rustix::fs::statx(
-                    rustix::fs::CWD,
-                    &path,
-                    rustix::fs::AtFlags::empty(),
-                    rustix::fs::StatxFlags::MNT_ID,
-                )
-                .unwrap()
-                .stx_mnt_id;
-                rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH).unwrap();
                 let (uid_s, gid_s) = (uid.to_string(), uid.to_string());
                 let theirs = runplane_testkit::mount_tmpfs_with_id(
-                    id,
-                    &path,
+                    answer.mount_id.unwrap(),
+                    path,
                     &[("mode", "0700"), ("uid", &uid_s), ("gid", &gid_s)],
                 )?;
-                Some((*user, path, theirs))
+                Some((answer, theirs))
             })
             .expect("a mount takes a runtime dir's old id within three tries");
-        let took = login_goes_on(
-            p,
-            "rp-reused",
-            user,
-            &format!(
-                "pam_runplane: not setting XDG_RUNTIME_DIR for {user}: {} is covered by a mount runplaned did not make",
-                path.display()
-            ),
+        assert_eq!(
+            check_dir(&answer).unwrap_err(),
+            format!(
+                "{} is covered by a mount runplaned did not make",
+                answer.path
+            )
         );
-        assert!(took < Duration::from_secs(5), "{took:?}");
-        drop((theirs, d));
+        drop((theirs, leader, d));
     });
 }
 
-/// The tmpfs of a logged-in user unmounted behind the daemon's back: told by the kernel
-/// (fanotify mount events, Linux >= 6.15), the daemon mounts a new one at once, and the next
-/// login exports it.
+/// The tmpfs of a logged-in user unmounted behind the daemon's back: the next login exports a
+/// new one. Told by the kernel (fanotify mount events, Linux >= 6.15), the daemon mounts it at
+/// once; without mount events (as before 6.15), at that login.
 #[test]
 fn priv_a_runtime_dir_whose_tmpfs_was_unmounted_is_mounted_again_for_the_next_login() {
     require_root!();
-    run_private(setup(), |p| {
-        if !runplane_testkit::mount_events() {
-            return;
+    for (watching, user, uid) in [(true, "u1", 2001), (false, "u2", 2002)] {
+        if watching && !runplane_testkit::mount_events() {
+            continue;
         }
-        let d = daemon(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
-        let confdir = pam_d(&p.scratch, "rp-remounted", "debug");
-        runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
-        let (out, _) = pamtester("rp-remounted", "u1", &["open_session"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = Path::new("/run/user/2001");
-        let mount = || runplane_testkit::mount_at(path);
-        let (first, _) = mount();
-        rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).unwrap();
-        eventually("a new tmpfs is mounted", || {
+        run_private(setup(), |p| {
+            let cfg = "lifetime = \"sessions\"\ngrace = \"10m\"\n";
+            let d = if watching {
+                daemon(p, cfg)
+            } else {
+                daemon_without_mount_events(p, cfg)
+            };
+            let confdir = pam_d(&p.scratch, "rp-remounted", "debug");
+            runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
+            let (out, _) = pamtester("rp-remounted", user, &["open_session"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let path = PathBuf::from(format!("/run/user/{uid}"));
+            let mount = || runplane_testkit::mount_at(&path);
+            let (first, _) = mount();
+            rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH).unwrap();
+            if watching {
+                eventually("a new tmpfs is mounted", || {
+                    let (now, root) = mount();
+                    root && now != first
+                });
+            }
+            let earlier = p.syslog_messages(Duration::from_secs(1)).join("\n");
+            let exported = format!("XDG_RUNTIME_DIR={}", path.display());
+            assert!(earlier.contains(&exported), "{earlier}");
+            let (out, _) = pamtester("rp-remounted", user, &["open_session"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let msgs = p.syslog_messages(Duration::from_secs(5)).join("\n");
+            assert!(
+                msgs.contains(&exported) && !msgs.contains("not setting"),
+                "{msgs}"
+            );
             let (now, root) = mount();
-            root && now != first
+            assert!(root && now != first);
+            assert!(
+                d.log_text()
+                    .contains("was unmounted behind runplaned's back: mounted a new one"),
+                "{}",
+                d.log_text()
+            );
+            drop(d);
         });
-        let earlier = p.syslog_messages(Duration::from_secs(1)).join("\n");
-        assert!(
-            earlier.contains("XDG_RUNTIME_DIR=/run/user/2001"),
-            "{earlier}"
-        );
-        let (out, _) = pamtester("rp-remounted", "u1", &["open_session"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let msgs = p.syslog_messages(Duration::from_secs(5)).join("\n");
-        assert!(
-            msgs.contains("XDG_RUNTIME_DIR=/run/user/2001") && !msgs.contains("not setting"),
-            "{msgs}"
-        );
-        drop(d);
-    });
-}
-
-/// The tmpfs of a logged-in user unmounted behind the back of a daemon that cannot watch
-/// mounts (a kernel before 6.15): the next login does not export the plain directory left,
-/// and says why.
-#[test]
-fn priv_a_runtime_dir_whose_tmpfs_was_unmounted_is_not_exported() {
-    require_root!();
-    run_private(setup(), |p| {
-        let d = daemon_without_mount_events(p, "lifetime = \"sessions\"\ngrace = \"10m\"\n");
-        let confdir = pam_d(&p.scratch, "rp-unmounted", "debug");
-        runplane_testkit::bind(&confdir, Path::new("/etc/pam.d"));
-        let (out, _) = pamtester("rp-unmounted", "u2", &["open_session"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = Path::new("/run/user/2002");
-        rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).unwrap();
-        // Left as the tmpfs was: the user's, 0700.
-        std::os::unix::fs::chown(path, Some(2002), Some(2002)).unwrap();
-        login_goes_on(
-            p,
-            "rp-unmounted",
-            "u2",
-            "pam_runplane: not setting XDG_RUNTIME_DIR for u2: /run/user/2002 is no longer the tmpfs runplaned made: it was unmounted",
-        );
-        drop(d);
-    });
+    }
 }
 
 /// A child killed (by pid) and reaped when dropped, also on a panic.

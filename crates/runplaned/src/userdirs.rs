@@ -170,6 +170,9 @@ struct Inner {
     /// from mountinfo for its first page and kept until its last, or until the mount table
     /// changes (10,000 users take about 80 pages; mountinfo then has 10,000 lines).
     listing: Option<(runplane_sys::mountinfo::Table, HashMap<u64, String>)>,
+    /// Whether the kernel tells of unmounted tmpfs (mount events, Linux >= 6.15); without,
+    /// a login of a user whose dir exists looks whether its tmpfs is still there.
+    watching: bool,
 }
 
 /// A user whose dir is queued for removal or being removed on the remover thread. It has left
@@ -306,7 +309,7 @@ impl Userdirs {
             fds: Mutex::new(HashMap::new()),
         });
         // Watched before the records are checked: a tmpfs unmounted from then on is seen.
-        spawn_mount_watch(events.clone());
+        let watching = spawn_mount_watch(events.clone());
         let budget = FdBudget::of_this_process(max_clients);
         let root = std::sync::Arc::new(root);
         let remover = spawn_remover(root.clone(), events.clone())
@@ -332,6 +335,7 @@ impl Userdirs {
             remover,
             unsaved: std::collections::BTreeMap::new(),
             listing: None,
+            watching,
         };
         if !inner.root.kernel_noswap() && inner.cfg.noswap {
             tracing::warn!(
@@ -548,6 +552,9 @@ impl Userdirs {
                     Refusal::NoSuchSession(_) => err(Code::EIO, r.to_string()),
                 })?;
         i.execute(actions)?;
+        if existed && !i.watching {
+            i.check_mounted(account.uid);
+        }
         let Some(u) = i.lc.user(account.uid) else {
             return Err(err(
                 Code::EIO,
@@ -1018,22 +1025,22 @@ fn spawn_leader_set(tx: UnboundedSender<Event>) -> Result<rustix::fd::OwnedFd, S
 
 /// Starts the task that reports mounts detached from the daemon's namespace as
 /// `Event::Mounts`, where the kernel has mount events (Linux >= 6.15): how a user's tmpfs
-/// that someone unmounts is noticed and mounted again at once. Without them, such a dir is
-/// shown as `unmounted` in status and refused by the PAM module until its user's last
-/// session ends.
-fn spawn_mount_watch(tx: UnboundedSender<Event>) {
+/// that someone unmounts is noticed and mounted again at once. Returns whether it watches.
+/// Without them, such a dir is shown as `unmounted` in status until its user's next login,
+/// which mounts it again.
+fn spawn_mount_watch(tx: UnboundedSender<Event>) -> bool {
     use runplane_sys::AsFd;
     use runplane_sys::mountwatch::MountWatch;
     let watch = match MountWatch::detaches() {
         Ok(Some(w)) => w,
         Ok(None) => {
             tracing::info!(
-                "this kernel has no fanotify mount events (Linux >= 6.15): a user's tmpfs unmounted behind runplaned's back is not mounted again until the user's last session ends"
+                "this kernel has no fanotify mount events (Linux >= 6.15): a user's tmpfs unmounted behind runplaned's back is mounted again only at the user's next login"
             );
-            return;
+            return false;
         }
         Err(e) => {
-            let why = "a user's tmpfs unmounted behind runplaned's back is not mounted again until the user's last session ends";
+            let why = "a user's tmpfs unmounted behind runplaned's back is mounted again only at the user's next login";
             // Not allowed (a container's user namespace, a seccomp profile): as expected
             // there as mounts being refused.
             if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) {
@@ -1041,7 +1048,7 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) {
             } else {
                 tracing::warn!("{e}: {why}");
             }
-            return;
+            return false;
         }
     };
     let afd = match runplane_sys::asyncfd::register_with_interest(watch.into(), Interest::READABLE)
@@ -1049,7 +1056,7 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!("unable to wait for mount events: {e}");
-            return;
+            return false;
         }
     };
     tokio::spawn(async move {
@@ -1076,6 +1083,7 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) {
             }
         }
     });
+    true
 }
 
 /// NSS lookups may block (LDAP, sssd): off the event loop, unless the databases are local
@@ -1630,6 +1638,18 @@ impl Inner {
             .map(|u| u.uid)
             .collect();
         for uid in hit {
+            self.remount(uid);
+        }
+    }
+
+    /// Where the kernel tells of no unmounts (before Linux 6.15), a login of a user whose dir
+    /// exists looks (one `statx` by name) whether its tmpfs is still on top there, and mounts
+    /// it again if it is gone: the login gets a tmpfs, not the plain directory left.
+    fn check_mounted(&mut self, uid: u32) {
+        let Some(ours) = self.lc.user(uid).and_then(|u| u.dir?.mount()) else {
+            return;
+        };
+        if !self.root.on_top(uid, ours) {
             self.remount(uid);
         }
     }

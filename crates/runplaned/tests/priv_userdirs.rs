@@ -2069,10 +2069,11 @@ fn priv_a_record_without_the_unique_mount_id_gets_it_at_the_restart() {
 }
 
 /// Where the kernel has no mount events (before Linux 6.15), a tmpfs someone unmounts
-/// behind the daemon's back stays unmounted: status says so (and reads no usage of the
-/// plain directory left), and the logout removes that directory.
+/// behind the daemon's back stays unmounted until the user's next login: status says so
+/// (and reads no usage of the plain directory left); the login mounts a new one and is
+/// answered with it; the logout removes it.
 #[test]
-fn priv_without_mount_events_a_dir_whose_tmpfs_was_unmounted_shows_it_until_logout() {
+fn priv_without_mount_events_an_unmounted_tmpfs_is_mounted_again_at_the_next_login() {
     require_root!();
     run_private(
         Setup {
@@ -2087,12 +2088,14 @@ fn priv_without_mount_events_a_dir_whose_tmpfs_was_unmounted_shows_it_until_logo
                 "{}",
                 d.log()
             );
-            let a = sleeper();
+            let (a, b) = (sleeper(), sleeper());
             let sa = open(2460, a.id());
             let u = Path::new("/run/user/2460");
             std::fs::write(u.join("f"), b"x").unwrap();
+            let (first, _) = mount_at(u);
             rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
             std::fs::write(u.join("left"), b"y").unwrap();
+            std::thread::sleep(Duration::from_millis(100));
             let st = status();
             assert_eq!(
                 st.userdirs
@@ -2107,12 +2110,28 @@ fn priv_without_mount_events_a_dir_whose_tmpfs_was_unmounted_shows_it_until_logo
                 "{}",
                 table.stdout
             );
-            client().session_close(sa.id).unwrap();
+            let sb = open(2460, b.id());
+            let (now, root) = mount_at(u);
+            assert!(root && now != first, "a new tmpfs at the login");
+            assert_eq!(sb.mount_unique, Some(now));
+            assert!(!u.join("left").exists(), "the plain directory is hidden");
+            assert!(
+                d.log()
+                    .contains("the tmpfs on /run/user/2460 was unmounted behind runplaned's back: mounted a new one"),
+                "{}",
+                d.log()
+            );
+            let st = status();
+            assert!(!st.userdirs[0].unmounted, "{:?}", st.userdirs[0]);
+            let mut c = client();
+            c.session_close(sa.id).unwrap();
+            c.session_close(sb.id).unwrap();
             eventually("the dir is removed", || !u.exists());
             let log = d.log();
             assert!(!log.contains("unable to remove"), "{log}");
             assert_eq!(state_of(2460), None);
             kill(a);
+            kill(b);
         },
     );
 }

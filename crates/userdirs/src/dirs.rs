@@ -631,6 +631,30 @@ impl Root {
         }))
     }
 
+    /// Whether the name of `uid`'s dir leads to the mount `ours` records: one `statx` by
+    /// name asking only the unique mount id, with `AT_STATX_DONT_SYNC`, which no filesystem is
+    /// asked for (a FUSE mount that refuses root answers `EACCES`: not ours); by the reusable
+    /// id where the kernel or the record has no unique one. A quick look, for logins where no
+    /// mount events tell of unmounts; [`Root::lost`] decides.
+    pub fn on_top(&self, uid: u32, ours: MountIds) -> bool {
+        let unique = runplane_sys::dir::STATX_MNT_ID_UNIQUE;
+        let Ok(st) = rustix::fs::statx(
+            self.dir.fd(),
+            uid.to_string(),
+            AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC,
+            StatxFlags::from_bits_retain(unique),
+        ) else {
+            return false;
+        };
+        match ours.unique {
+            // Without the unique id in the mask, the kernel filled in the reusable one.
+            Some(u) if st.stx_mask & unique != 0 => st.stx_mnt_id == u,
+            _ if st.stx_mask & unique == 0 => st.stx_mnt_id == ours.id,
+            // A record without the unique id, on a kernel with one: as asked by the fd.
+            _ => self.still_mounted(uid, ours),
+        }
+    }
+
     /// Whether `uid`'s tmpfs, recorded as `ours`, is gone from its path: the name leads to
     /// the directory it was mounted on (or to nothing, or to whatever was put there), or to
     /// another's mount while the tmpfs is mounted nowhere. A tmpfs under another's mount (a

@@ -361,6 +361,10 @@ fn priv_a_mount_that_took_the_dirs_reused_mount_id_is_not_taken_for_it() {
         assert_eq!(mount_of(u).unwrap().id, info.mount().unwrap().id);
         std::fs::write(u.join("theirs"), b"precious").unwrap();
         assert!(!r.still_mounted(1000, info.mount().unwrap()));
+        assert!(
+            !r.on_top(1000, info.mount().unwrap()),
+            "told apart by the unique id"
+        );
         // A record without the unique id (an older daemon's) names it by the reusable id
         // alone: a tmpfs of the uid, 0700, right on the root's mount is taken for the dir (as
         // `create` would adopt it), with its unique id; not once its mode is another.
@@ -537,7 +541,8 @@ fn priv_a_dir_whose_tmpfs_was_unmounted_is_reported_and_removed() {
 /// Whether a dir's tmpfs is gone from its path (what the daemon mounts again when told of an
 /// unmount): not while it is there, also under the user's own FUSE mount; yes once it is
 /// unmounted (the plain directory left), once another mount sits there while the tmpfs is
-/// mounted nowhere, and once the path is gone.
+/// mounted nowhere, and once the path is gone. And whether it is on top (the quick look of
+/// a login where no mount events tell of unmounts).
 #[test]
 fn priv_a_dirs_tmpfs_is_lost_only_when_it_is_gone_from_its_path() {
     require_root!();
@@ -550,14 +555,24 @@ fn priv_a_dirs_tmpfs_is_lost_only_when_it_is_gone_from_its_path() {
         let u = Path::new("/run/user/1000");
         let (info, _) = r.create(1000, 1000, 1 << 20, 64, &policy()).unwrap();
         let ours = info.mount().unwrap();
-        assert!(!r.lost(1000, ours));
+        assert!(!r.lost(1000, ours) && r.on_top(1000, ours));
         let fuse = runplane_testkit::bindfs(Some(1000), &fuse_src(p), u);
         assert!(!r.lost(1000, ours), "under the user's FUSE mount");
+        assert!(
+            !r.on_top(1000, ours),
+            "the FUSE mount (which refuses root) is on top"
+        );
         rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
         drop(fuse);
-        assert!(!r.lost(1000, ours), "uncovered again");
+        assert!(
+            !r.lost(1000, ours) && r.on_top(1000, ours),
+            "uncovered again"
+        );
         rustix::mount::unmount(u, rustix::mount::UnmountFlags::DETACH).unwrap();
-        assert!(r.lost(1000, ours), "the plain directory left");
+        assert!(
+            r.lost(1000, ours) && !r.on_top(1000, ours),
+            "the plain directory left"
+        );
         runplane_testkit::mount_tmpfs(u, "mode=0700,uid=1000,gid=1000");
         assert!(
             r.lost(1000, ours),
