@@ -45,8 +45,12 @@ fn render_userdirs(st: &Status) -> String {
             human_bytes(b)
         )
     });
+    let remounted = match m.remounted {
+        0 => String::new(),
+        n => format!(", {n} remounted"),
+    };
     out.push_str(&format!(
-        "userdirs: {} ({} per user, {} inodes, lifetime {}, grace {}s, noswap {}{budget})\n",
+        "userdirs: {} ({} per user, {} inodes, lifetime {}, grace {}s, noswap {}{budget}, unmounts mended {}{remounted})\n",
         m.root,
         human_bytes(m.size_per_user),
         m.inodes_per_user,
@@ -56,6 +60,11 @@ fn render_userdirs(st: &Status) -> String {
             "yes"
         } else {
             "unsupported by this kernel"
+        },
+        if m.mount_events {
+            "at once"
+        } else {
+            "at the next login"
         },
     ));
     if let Some(e) = &m.journal_error {

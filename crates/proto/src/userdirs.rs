@@ -177,4 +177,13 @@ pub struct UserdirsManager {
     /// what, and why. Cleared once it is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_error: Option<String>,
+    /// Whether the kernel tells the daemon of unmounts (fanotify mount events, Linux >= 6.15):
+    /// a user's tmpfs unmounted behind its back is then mounted again at once, else at the
+    /// user's next login.
+    #[serde(default)]
+    pub mount_events: bool,
+    /// How many users' tmpfs were mounted again since the daemon started, after someone
+    /// unmounted them behind its back.
+    #[serde(default)]
+    pub remounted: u64,
 }

@@ -173,6 +173,8 @@ struct Inner {
     /// Whether the kernel tells of unmounted tmpfs (mount events, Linux >= 6.15); without,
     /// a login of a user whose dir exists looks whether its tmpfs is still there.
     watching: bool,
+    /// Users' tmpfs mounted again since the start (see `Inner::remount`).
+    remounted: u64,
 }
 
 /// A user whose dir is queued for removal or being removed on the remover thread. It has left
@@ -336,6 +338,7 @@ impl Userdirs {
             unsaved: std::collections::BTreeMap::new(),
             listing: None,
             watching,
+            remounted: 0,
         };
         if !inner.root.kernel_noswap() && inner.cfg.noswap {
             tracing::warn!(
@@ -817,6 +820,8 @@ impl Userdirs {
                 budget: None,
                 budget_used: 0,
                 journal_error: None,
+                mount_events: false,
+                remounted: 0,
             };
             return (mgr, vec![], false);
         };
@@ -837,6 +842,8 @@ impl Userdirs {
             budget: p.budget,
             budget_used: i.lc.budget_used(),
             journal_error: i.journal_error(),
+            mount_events: i.watching,
+            remounted: i.remounted,
         };
         let (users, more) = self.entries(m, i, cred, None);
         (mgr, users, more)
@@ -1676,6 +1683,7 @@ impl Inner {
                     "the tmpfs on {} was unmounted behind runplaned's back: mounted a new one",
                     path.display()
                 );
+                self.remounted += 1;
                 let actions = self.lc.created(uid, info);
                 let _ = self.execute(actions);
             }

@@ -2003,6 +2003,16 @@ fn priv_a_users_tmpfs_unmounted_or_moved_away_behind_the_daemons_back_is_mounted
             let (third, _) = mount_at(u);
             assert_eq!(mount_at(&moved), (second, true));
             rustix::mount::unmount(&moved, rustix::mount::UnmountFlags::DETACH).unwrap();
+            let m = status().userdirs_manager.unwrap();
+            assert!(m.mount_events && m.remounted == 2, "{m:?}");
+            let table = common::runplane(&["status"]);
+            assert!(
+                table
+                    .stdout
+                    .contains("unmounts mended at once, 2 remounted)"),
+                "{}",
+                table.stdout
+            );
             // The record holds the new mount: a restart finds the dir intact.
             drop(d);
             let d = start(&cfg);
@@ -2123,6 +2133,16 @@ fn priv_without_mount_events_an_unmounted_tmpfs_is_mounted_again_at_the_next_log
             );
             let st = status();
             assert!(!st.userdirs[0].unmounted, "{:?}", st.userdirs[0]);
+            let m = st.userdirs_manager.unwrap();
+            assert!(!m.mount_events && m.remounted == 1, "{m:?}");
+            let table = common::runplane(&["status"]);
+            assert!(
+                table
+                    .stdout
+                    .contains("unmounts mended at the next login, 1 remounted)"),
+                "{}",
+                table.stdout
+            );
             let mut c = client();
             c.session_close(sa.id).unwrap();
             c.session_close(sb.id).unwrap();
