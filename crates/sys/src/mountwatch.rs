@@ -75,9 +75,9 @@ pub struct MountWatch {
 
 impl MountWatch {
     /// Watches the calling thread's mount namespace (the process's, unless the thread
-    /// unshared one of its own) for detached mounts. `Ok(None)` where the
-    /// kernel has no mount events (before Linux 6.15 `fanotify_init` refuses
-    /// `FAN_REPORT_MNT` with `EINVAL`; without fanotify at all, `ENOSYS`).
+    /// unshared one of its own) for detached mounts. `Ok(None)` where the kernel has no
+    /// mount events (before Linux 6.15 `fanotify_init` refuses `FAN_REPORT_MNT` with
+    /// `EINVAL`; without fanotify at all, `ENOSYS`).
     pub fn detaches() -> Result<Option<MountWatch>> {
         let flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_MNT;
         // SAFETY: fanotify_init takes two integers and returns a new fd or -1.
@@ -115,7 +115,7 @@ impl MountWatch {
             return match last_errno() {
                 Errno::INVAL => Ok(None),
                 e => Err(Error::errno(
-                    "watch for mount events",
+                    "watch for mount events in",
                     "this mount namespace",
                     e,
                 )),
