@@ -172,7 +172,8 @@ struct Inner {
     listing: Option<(runplane_sys::mountinfo::Table, HashMap<u64, String>)>,
     /// Whether the kernel tells of unmounted tmpfs (mount events, Linux >= 6.15); without,
     /// a login of a user whose dir exists looks whether its tmpfs is still there.
-    watching: bool,
+    /// Cleared by the watch's task should it stop (a failed read).
+    watching: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Users' tmpfs mounted again since the start (see `Inner::remount`).
     remounted: u64,
 }
@@ -555,7 +556,7 @@ impl Userdirs {
                     Refusal::NoSuchSession(_) => err(Code::EIO, r.to_string()),
                 })?;
         i.execute(actions)?;
-        if existed && !i.watching {
+        if existed && !i.watching.load(std::sync::atomic::Ordering::Relaxed) {
             i.check_mounted(account.uid);
         }
         let Some(u) = i.lc.user(account.uid) else {
@@ -842,7 +843,7 @@ impl Userdirs {
             budget: p.budget,
             budget_used: i.lc.budget_used(),
             journal_error: i.journal_error(),
-            mount_events: i.watching,
+            mount_events: i.watching.load(std::sync::atomic::Ordering::Relaxed),
             remounted: i.remounted,
         };
         let (users, more) = self.entries(m, i, cred, None);
@@ -1032,10 +1033,11 @@ fn spawn_leader_set(tx: UnboundedSender<Event>) -> Result<rustix::fd::OwnedFd, S
 
 /// Starts the task that reports mounts detached from the daemon's namespace as
 /// `Event::Mounts`, where the kernel has mount events (Linux >= 6.15): how a user's tmpfs
-/// that someone unmounts is noticed and mounted again at once. Returns whether it watches.
-/// Without them, such a dir is shown as `unmounted` in status until its user's next login,
-/// which mounts it again.
-fn spawn_mount_watch(tx: UnboundedSender<Event>) -> bool {
+/// that someone unmounts is noticed and mounted again at once. Returns whether it watches
+/// (cleared should the task stop). Without them, such a dir is shown as `unmounted` in status
+/// until its user's next login, which mounts it again.
+fn spawn_mount_watch(tx: UnboundedSender<Event>) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     use runplane_sys::AsFd;
     use runplane_sys::mountwatch::MountWatch;
     let watch = match MountWatch::detaches() {
@@ -1044,7 +1046,7 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) -> bool {
             tracing::info!(
                 "this kernel has no fanotify mount events (Linux >= 6.15): a user's tmpfs unmounted behind runplaned's back is mounted again only at the user's next login"
             );
-            return false;
+            return watching;
         }
         Err(e) => {
             let why = "a user's tmpfs unmounted behind runplaned's back is mounted again only at the user's next login";
@@ -1055,7 +1057,7 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) -> bool {
             } else {
                 tracing::warn!("{e}: {why}");
             }
-            return false;
+            return watching;
         }
     };
     let afd = match runplane_sys::asyncfd::register_with_interest(watch.into(), Interest::READABLE)
@@ -1063,9 +1065,11 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) -> bool {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!("unable to wait for mount events: {e}");
-            return false;
+            return watching;
         }
     };
+    watching.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flag = watching.clone();
     tokio::spawn(async move {
         loop {
             let Ok(mut guard) = afd.readable().await else {
@@ -1084,13 +1088,16 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) -> bool {
             match read {
                 Ok(_) => guard.clear_ready(),
                 Err(e) => {
-                    tracing::error!("{e}: no longer watching for unmounted user dirs");
+                    tracing::error!(
+                        "{e}: no longer watching for unmounted user dirs (mended at the next login)"
+                    );
                     break;
                 }
             }
         }
+        flag.store(false, std::sync::atomic::Ordering::Relaxed);
     });
-    true
+    watching
 }
 
 /// NSS lookups may block (LDAP, sssd): off the event loop, unless the databases are local
