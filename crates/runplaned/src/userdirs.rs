@@ -533,11 +533,15 @@ impl Userdirs {
                 ));
             }
         }
+        // The leader's ancestry is read from /proc before the lock is taken (a few reads per
+        // level, up to pid 1 for a login that is not nested): logins do not queue behind it.
+        let ancestry = match req.allow_nested {
+            Some(false) => ancestry(pid),
+            _ => Vec::new(),
+        };
         let mut i = self.inner_for(account.uid).await?;
         i.session_room(account.uid, cred.uid)?;
-        if req.allow_nested == Some(false)
-            && let Some((sid, suid)) = i.enclosing_session(pid, account.uid)
-        {
+        if let Some((sid, suid)) = i.enclosing_session(&ancestry, account.uid) {
             return Err(err(
                 Code::EBUSY,
                 format!(
@@ -1100,6 +1104,23 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) -> std::sync::Arc<std::sync::at
     watching
 }
 
+/// `pid` and its ancestors, innermost first, up to the root of the tree (4096 at most), as
+/// `/proc/<pid>/stat` says: what [`Inner::enclosing_session`] looks for session leaders in.
+fn ancestry(pid: i32) -> Vec<i32> {
+    let mut chain = vec![pid];
+    let mut p = pid;
+    while chain.len() < 4096 {
+        match runplane_sys::pidfd::parent_of(p) {
+            Ok(pp) if pp > 0 => {
+                chain.push(pp);
+                p = pp;
+            }
+            _ => break,
+        }
+    }
+    chain
+}
+
 /// NSS lookups may block (LDAP, sssd): off the event loop, unless the databases are local
 /// files or the caller is a control thread (which serves one connection and may block).
 async fn lookup(user: Option<String>, uid: Option<u32>) -> Result<Account, ErrorReply> {
@@ -1242,12 +1263,12 @@ impl Inner {
         })
     }
 
-    /// A live session of another uid that `pid` runs in: the innermost process among `pid`
-    /// and its ancestors that leads sessions leads none of `uid` (how `su` and `sudo` from a
-    /// logged-in user look). `None` when not nested, or nested in a session of `uid` itself.
-    fn enclosing_session(&self, pid: i32, uid: u32) -> Option<(SessionId, u32)> {
-        let mut p = pid;
-        for _ in 0..4096 {
+    /// A live session of another uid that a process runs in, given its `ancestry` (itself
+    /// first, see [`ancestry`]): the innermost of them that leads sessions leads none of `uid`
+    /// (how `su` and `sudo` from a logged-in user look). `None` when not nested (or not asked:
+    /// an empty ancestry), or nested in a session of `uid` itself.
+    fn enclosing_session(&self, ancestry: &[i32], uid: u32) -> Option<(SessionId, u32)> {
+        for &p in ancestry {
             let mut led = self.lc.sessions_led_by(p).peekable();
             if led.peek().is_some() {
                 let sessions: Vec<(SessionId, u32)> = led.map(|s| (s.id, s.uid)).collect();
@@ -1256,10 +1277,6 @@ impl Inner {
                 } else {
                     sessions.first().copied()
                 };
-            }
-            match runplane_sys::pidfd::parent_of(p) {
-                Ok(pp) if pp > 0 => p = pp,
-                _ => break,
             }
         }
         None
