@@ -1035,6 +1035,9 @@ fn spawn_leader_set(tx: UnboundedSender<Event>) -> Result<rustix::fd::OwnedFd, S
     Ok(adder)
 }
 
+/// The least time between two reports of detached mounts (see [`spawn_mount_watch`]).
+const MOUNT_REPORT_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Starts the task that reports mounts detached from the daemon's namespace as
 /// `Event::Mounts`, where the kernel has mount events (Linux >= 6.15): how a user's tmpfs
 /// that someone unmounts is noticed and mounted again at once. Returns whether it watches
@@ -1075,29 +1078,46 @@ fn spawn_mount_watch(tx: UnboundedSender<Event>) -> std::sync::Arc<std::sync::at
     watching.store(true, std::sync::atomic::Ordering::Relaxed);
     let flag = watching.clone();
     tokio::spawn(async move {
-        loop {
+        let fd = || afd.get_ref().as_fd();
+        // What is queued, into `seen` (read until a read leaves nothing behind).
+        let drain = |seen: &mut Vec<_>| loop {
+            match runplane_sys::mountwatch::read(fd(), seen) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        };
+        // Each report costs a look at every user in the table: one per
+        // MOUNT_REPORT_INTERVAL at most (another mount churning in the namespace, the
+        // remover's own unmounts), what arrives meanwhile going with the next.
+        let mut next_report = tokio::time::Instant::now();
+        let mut seen = Vec::new();
+        let failed = loop {
             let Ok(mut guard) = afd.readable().await else {
-                break;
+                break None;
             };
-            let mut seen = Vec::new();
-            let read = loop {
-                match runplane_sys::mountwatch::read(afd.get_ref().as_fd(), &mut seen) {
-                    Ok(true) => {}
-                    other => break other,
-                }
-            };
-            if !seen.is_empty() && tx.send(Event::Mounts(seen)).is_err() {
-                break;
+            if let Err(e) = drain(&mut seen) {
+                break Some(e);
             }
-            match read {
-                Ok(_) => guard.clear_ready(),
-                Err(e) => {
-                    tracing::error!(
-                        "{e}: no longer watching for unmounted user dirs (mended at the next login)"
-                    );
-                    break;
+            guard.clear_ready();
+            if seen.is_empty() {
+                continue;
+            }
+            if tokio::time::Instant::now() < next_report {
+                tokio::time::sleep_until(next_report).await;
+                if let Err(e) = drain(&mut seen) {
+                    break Some(e);
                 }
             }
+            next_report = tokio::time::Instant::now() + MOUNT_REPORT_INTERVAL;
+            if tx.send(Event::Mounts(std::mem::take(&mut seen))).is_err() {
+                break None;
+            }
+        };
+        if let Some(e) = failed {
+            tracing::error!(
+                "{e}: no longer watching for unmounted user dirs (mended at the next login)"
+            );
         }
         flag.store(false, std::sync::atomic::Ordering::Relaxed);
     });
