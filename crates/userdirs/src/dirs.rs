@@ -67,6 +67,15 @@ enum Placed {
     Gone,
 }
 
+/// Whether a `statx` (with type, mode and owner) shows what a dir made for `uid` is: a
+/// directory owned by it, mode exactly 0700.
+fn shows_as_made_for(st: &rustix::fs::Statx, uid: u32) -> bool {
+    let mode = u32::from(st.stx_mode);
+    rustix::fs::FileType::from_raw_mode(mode) == rustix::fs::FileType::Directory
+        && st.stx_uid == uid
+        && mode & 0o7777 == 0o700
+}
+
 fn vanished(path: &Path) -> DirError {
     DirError::UnsafeRoot {
         path: path.to_owned(),
@@ -344,11 +353,7 @@ impl Root {
         }
         // Verify what we made: the name now leads to a new mount's root, 0700 of uid.
         let (st, ids) = self.made(uid)?;
-        let mode = u32::from(st.stx_mode);
-        if rustix::fs::FileType::from_raw_mode(mode) != rustix::fs::FileType::Directory
-            || st.stx_uid != uid
-            || mode & 0o7777 != 0o700
-        {
+        if !shows_as_made_for(&st, uid) {
             return Err(DirError::UnsafeRoot {
                 path,
                 why: "the new mount does not show the expected owner and mode".into(),
@@ -720,9 +725,7 @@ impl Root {
             StatxFlags::TYPE | StatxFlags::MODE | StatxFlags::UID,
         )
         .ok()?;
-        let mode = u32::from(st.stx_mode);
-        let dir = rustix::fs::FileType::from_raw_mode(mode) == rustix::fs::FileType::Directory;
-        (dir && st.stx_uid == uid && mode & 0o7777 == 0o700).then_some(MountIds {
+        shows_as_made_for(&st, uid).then_some(MountIds {
             id: mount.id,
             unique: Some(unique),
         })
