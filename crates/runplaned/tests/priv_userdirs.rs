@@ -1132,6 +1132,12 @@ fn priv_churn_with_a_crash_keeps_dirs_and_sessions_consistent() {
                 })
             };
             let watching = runplane_testkit::mount_events();
+            if !watching {
+                eprintln!(
+                    "this kernel has no fanotify mount events (< 6.15): not checked that every \
+                     dir unmounted in the churn is a tmpfs again"
+                );
+            }
             let check = || {
                 let st = status();
                 let sessions = client().session_list().unwrap();
@@ -1959,6 +1965,7 @@ fn priv_a_users_tmpfs_unmounted_or_moved_away_behind_the_daemons_back_is_mounted
         },
         |p| {
             if !runplane_testkit::mount_events() {
+                eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
                 return;
             }
             let cfg = config(
@@ -2043,6 +2050,7 @@ fn priv_a_record_without_the_unique_mount_id_gets_it_at_the_restart() {
         },
         |p| {
             if !runplane_testkit::mount_events() {
+                eprintln!("this kernel has no fanotify mount events (< 6.15): skipped");
                 return;
             }
             let cfg = config(p, "lifetime = \"sessions\"\ngrace = \"0\"\n");
