@@ -36,7 +36,9 @@ use runplane_userdirs::store::Store;
 /// What watchers and timers report.
 #[derive(Debug)]
 pub enum Event {
-    LeaderExited(SessionId),
+    /// The leaders of these sessions exited (one report per drain of the epoll set, so that
+    /// thousands of leaders dying at once queue as a few dozen events, not thousands).
+    LeadersExited(Vec<SessionId>),
     ProcessesGone(u32),
     GraceExpired {
         uid: u32,
@@ -229,7 +231,7 @@ impl Leaders {
             epoll::EventFlags::IN | epoll::EventFlags::ET,
         ) {
             tracing::error!(session = id, pid, "unable to watch the session leader: {e}");
-            let _ = events.send(Event::LeaderExited(id));
+            let _ = events.send(Event::LeadersExited(vec![id]));
         }
     }
 }
@@ -403,15 +405,18 @@ impl Userdirs {
         let Ok(mut i) = self.inner() else { return };
         let now = now_ms();
         let actions = match ev {
-            Event::LeaderExited(id) => {
-                i.leaders.forget(id);
-                match i.lc.close(id, now) {
-                    Ok(a) => {
+            Event::LeadersExited(ids) => {
+                // Each as if reported alone: its session's actions are carried out before the
+                // next one closes.
+                for id in ids {
+                    i.leaders.forget(id);
+                    // An error: closed meanwhile.
+                    if let Ok(a) = i.lc.close(id, now) {
                         tracing::debug!(session = id, "session ended: its leader exited");
-                        a
+                        let _ = i.execute(a);
                     }
-                    Err(_) => vec![], // closed meanwhile
                 }
+                vec![]
             }
             Event::ProcessesGone(uid) => {
                 i.watchers.remove(&uid);
@@ -990,7 +995,7 @@ impl Drop for Held {
 }
 
 /// Creates the epoll set of leader pidfds and the one task that reports its events as
-/// `LeaderExited`. Returns a second handle on the set, for adding pidfds.
+/// `LeadersExited`. Returns a second handle on the set, for adding pidfds.
 fn spawn_leader_set(tx: UnboundedSender<Event>) -> Result<rustix::fd::OwnedFd, String> {
     use rustix::event::epoll;
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC)
@@ -1017,8 +1022,8 @@ fn spawn_leader_set(tx: UnboundedSender<Event>) -> Result<rustix::fd::OwnedFd, S
             match drained {
                 Ok(ids) => {
                     let n = ids.len();
-                    for id in ids {
-                        let _ = tx.send(Event::LeaderExited(id));
+                    if n > 0 {
+                        let _ = tx.send(Event::LeadersExited(ids));
                     }
                     if n < 64 {
                         guard.clear_ready();
