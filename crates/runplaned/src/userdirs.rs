@@ -1389,7 +1389,7 @@ impl Inner {
                             _ => Code::EIO,
                         };
                         failure.get_or_insert(err(code, e.to_string()));
-                        for id in self
+                        for &id in &self
                             .lc
                             .user(uid)
                             .map(|u| u.sessions.clone())

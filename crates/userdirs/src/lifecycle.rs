@@ -12,7 +12,7 @@
 //! `WaitingForProcesses` (lifetime = processes) or `Grace` → removal. A generation number,
 //! bumped whenever a grace period starts or is cancelled, makes a stale timer harmless.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 
 use runplane_sys::pidfd::Identity;
@@ -148,7 +148,100 @@ pub struct User {
     pub generation: u64,
     /// `None` until the directory exists.
     pub dir: Option<DirInfo>,
-    pub sessions: BTreeSet<SessionId>,
+    pub sessions: SessionIds,
+}
+
+/// A set of session ids, ascending: a user's sessions, a leader's. Nearly always one, which
+/// it holds without an allocation (a `BTreeSet` allocated a node of 11 for it: about 100 bytes
+/// for every user and every leader); ids are handed out ascending, so an insert appends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<SessionId>", into = "Vec<SessionId>")]
+pub struct SessionIds(smallvec::SmallVec<[SessionId; 1]>);
+
+impl SessionIds {
+    /// Adds `id`; false if it was there.
+    pub fn insert(&mut self, id: SessionId) -> bool {
+        if self.0.last().is_some_and(|&l| l < id) {
+            self.0.push(id);
+            return true;
+        }
+        match self.0.binary_search(&id) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, id);
+                true
+            }
+        }
+    }
+
+    /// Takes `id` out; false if it was not there.
+    pub fn remove(&mut self, id: &SessionId) -> bool {
+        let Ok(at) = self.0.binary_search(id) else {
+            return false;
+        };
+        self.0.remove(at);
+        // What a user's many sessions took goes back once most have ended.
+        if self.0.spilled() && self.0.len() < self.0.capacity() / 4 {
+            self.0.shrink_to_fit();
+        }
+        true
+    }
+
+    pub fn contains(&self, id: &SessionId) -> bool {
+        self.0.binary_search(id).is_ok()
+    }
+
+    pub fn clear(&mut self) {
+        self.0 = smallvec::SmallVec::new();
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The ids, ascending.
+    pub fn iter(&self) -> std::slice::Iter<'_, SessionId> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a SessionIds {
+    type Item = &'a SessionId;
+    type IntoIter = std::slice::Iter<'a, SessionId>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<SessionId> for SessionIds {
+    fn from_iter<I: IntoIterator<Item = SessionId>>(ids: I) -> Self {
+        let mut v: smallvec::SmallVec<[SessionId; 1]> = ids.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        SessionIds(v)
+    }
+}
+
+impl From<Vec<SessionId>> for SessionIds {
+    fn from(ids: Vec<SessionId>) -> Self {
+        ids.into_iter().collect()
+    }
+}
+
+impl From<SessionIds> for Vec<SessionId> {
+    fn from(ids: SessionIds) -> Self {
+        ids.0.into_vec()
+    }
+}
+
+impl<const N: usize> From<[SessionId; N]> for SessionIds {
+    fn from(ids: [SessionId; N]) -> Self {
+        ids.into_iter().collect()
+    }
 }
 
 /// Limits and timing the machine is run with (the configuration, sizes resolved).
@@ -225,7 +318,7 @@ pub struct Lifecycle {
     /// [`Lifecycle::removed`].
     releasing: std::collections::HashMap<u32, u64>,
     /// Sessions by leader pid (the nesting check is O(1) per ancestor).
-    by_leader: std::collections::HashMap<i32, BTreeSet<SessionId>>,
+    by_leader: std::collections::HashMap<i32, SessionIds>,
 }
 
 impl Lifecycle {
@@ -393,7 +486,7 @@ impl Lifecycle {
             phase,
             generation: 0,
             dir: None,
-            sessions: BTreeSet::new(),
+            sessions: SessionIds::default(),
         });
         Ok(vec![
             Action::Create {
@@ -653,6 +746,40 @@ impl Lifecycle {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn session_ids_are_a_set_in_ascending_order_whatever_order_they_come_in() {
+        let mut s = SessionIds::default();
+        assert!(s.is_empty());
+        for id in [5, 9, 7, 1, 9, 5] {
+            s.insert(id);
+        }
+        assert_eq!(s.iter().copied().collect::<Vec<_>>(), [1, 5, 7, 9]);
+        assert!(!s.insert(7), "a second insert of an id");
+        assert!(s.remove(&5) && !s.remove(&5) && !s.remove(&4));
+        assert!(s.contains(&9) && !s.contains(&5));
+        assert_eq!(s.len(), 3);
+        // Read back from a record out of order and with repeats: the same set.
+        let read: SessionIds = serde_json::from_str("[9, 1, 7, 1]").unwrap();
+        assert_eq!(read, s);
+        assert_eq!(serde_json::to_string(&s).unwrap(), "[1,7,9]");
+        s.clear();
+        assert!(s.is_empty() && s == SessionIds::default());
+    }
+
+    #[test]
+    fn session_ids_give_back_what_many_sessions_took() {
+        let mut s: SessionIds = (0..1000).collect();
+        for id in 0..990 {
+            s.remove(&id);
+        }
+        assert_eq!(s.len(), 10);
+        assert!(s.0.capacity() < 1000 / 4, "capacity {}", s.0.capacity());
+        for id in 990..999 {
+            s.remove(&id);
+        }
+        assert_eq!(s.iter().copied().collect::<Vec<_>>(), [999]);
+    }
 
     fn policy(lifetime: Lifetime) -> Policy {
         Policy {
@@ -1012,6 +1139,24 @@ mod tests {
             }) && !acts.contains(&Action::Persist { uid: 2000 }),
             "{acts:?}"
         );
+    }
+
+    proptest! {
+        #[test]
+        fn session_ids_match_a_btree_set(ops in proptest::collection::vec((any::<bool>(), 0u64..40), 0..200)) {
+            let mut model = std::collections::BTreeSet::new();
+            let mut s = SessionIds::default();
+            for (add, id) in ops {
+                if add {
+                    prop_assert_eq!(s.insert(id), model.insert(id));
+                } else {
+                    prop_assert_eq!(s.remove(&id), model.remove(&id));
+                }
+                prop_assert_eq!(s.len(), model.len());
+                prop_assert!(s.iter().copied().eq(model.iter().copied()));
+                prop_assert!((0..40).all(|i| s.contains(&i) == model.contains(&i)));
+            }
+        }
     }
 
     proptest! {

@@ -236,7 +236,7 @@ mod tests {
                         phase,
                         generation,
                         dir,
-                        sessions,
+                        sessions: sessions.into_iter().collect(),
                     }
                 },
             )

@@ -285,9 +285,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lifecycle::{Leader, Phase};
+    use crate::lifecycle::{Leader, Phase, SessionIds};
     use runplane_sys::pidfd::Identity;
-    use std::collections::BTreeSet;
 
     fn user(uid: u32) -> User {
         User {
@@ -300,7 +299,7 @@ mod tests {
             phase: Phase::Active,
             generation: 0,
             dir: None,
-            sessions: BTreeSet::from([7]),
+            sessions: SessionIds::from([7]),
         }
     }
 
